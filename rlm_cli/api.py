@@ -1,0 +1,93 @@
+"""The library API: `RLM(...).completion(context, question)`. The CLI is a thin layer over it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from rlm_cli.config import Settings, load_settings
+from rlm_cli.engine.run import Run, RunResult
+from rlm_cli.errors import RlmError
+from rlm_cli.events import Event, EventBus, EventHandler
+from rlm_cli.inputs import Inputs, from_value
+from rlm_cli.providers import Provider, make_providers
+from rlm_cli.trace.writer import TraceWriter
+
+
+class RLM:
+    """A configured Recursive Language Model.
+
+    >>> RLM(provider="scripted", script="samples/find_code.yaml").completion(text, "what is the code?")
+
+    Keyword arguments are settings (see `rlm_cli.config.Settings`); `config` names a config file.
+    Providers may be given as objects (`root_provider=`, `worker_provider=`) instead of by name.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: str | Path | None = None,
+        root_provider: Provider | None = None,
+        worker_provider: Provider | None = None,
+        **settings: Any,
+    ) -> None:
+        if root_provider is not None and "provider" not in settings:
+            settings["provider"] = root_provider.name
+        self.settings: Settings = load_settings(settings, Path(config) if config else None)
+        self._providers = (root_provider, worker_provider)
+
+    def completion(
+        self, context: Any, question: str, on_event: EventHandler | None = None
+    ) -> RunResult:
+        """Answer `question` about `context` (a str, list, dict, or `Inputs`).
+
+        Returns the result for runs that ended with an answer or at a limit; raises the
+        run's RlmError when it failed. `result.events` holds every event of the run.
+        """
+        return asyncio.run(self.acompletion(context, question, on_event))
+
+    async def acompletion(
+        self, context: Any, question: str, on_event: EventHandler | None = None
+    ) -> RunResult:
+        result = await self.run(context, question, on_event)
+        if result.error is not None:
+            raise result.error
+        return result
+
+    async def run(
+        self, context: Any, question: str, on_event: EventHandler | None = None
+    ) -> RunResult:
+        """Like `acompletion`, but a failed run is returned (status "error"), not raised."""
+        events: list[Event] = []
+        bus = EventBus([events.append])
+        if on_event is not None:
+            bus.subscribe(on_event)
+        inputs = context if isinstance(context, Inputs) else from_value(context)
+        trace = None
+        try:
+            if self.settings.trace:
+                trace = TraceWriter(self.settings.trace, full=self.settings.trace_full)
+                trace.header(question, self.settings.public(), inputs.summary())
+                bus.subscribe(trace)
+            try:
+                root, worker = self._resolve_providers()
+            except RlmError as exc:
+                if trace is not None:
+                    trace.failed_before_start(str(exc))
+                raise
+            result = await Run(question, inputs, self.settings, root, worker, bus).execute()
+        finally:
+            if trace is not None:
+                trace.close()
+            if inputs is not context:
+                inputs.cleanup()
+        result.events = events
+        return result
+
+    def _resolve_providers(self) -> tuple[Provider, Provider]:
+        root, worker = self._providers
+        if root is not None:
+            return root, worker or root
+        made_root, made_worker = make_providers(self.settings)
+        return made_root, worker or made_worker

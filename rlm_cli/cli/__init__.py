@@ -1,0 +1,41 @@
+"""The `rlm` command line: Typer commands only. Each parses flags, builds Settings, picks a view
+and maps errors to exit codes; the work happens in rlm_cli.api and below."""
+
+from __future__ import annotations
+
+import typer
+
+from rlm_cli import __version__
+from rlm_cli.cli.ask import EPILOG, ask
+
+app = typer.Typer(
+    name="rlm",
+    help=(
+        "Ask questions of files too big for any model's context window. The input lives as the "
+        "variable `context` in a sandboxed Python REPL; a root model writes code to explore it "
+        "and calls a worker model on pieces (Recursive Language Models, arXiv 2512.24601)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command(no_args_is_help=True, epilog=EPILOG)(ask)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rlm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    pass
+
+
+def main() -> None:
+    app()

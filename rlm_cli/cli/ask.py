@@ -1,0 +1,202 @@
+"""`rlm ask [INPUTS...] QUESTION`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO
+
+import typer
+
+from rlm_cli.errors import EXIT_CODES, Interrupted, RlmError, UsageError
+
+EPILOG = (
+    "Examples:\n\n"
+    "  rlm ask server.log \"Which service logged the most errors?\"\n\n"
+    "  cat big.log | rlm ask \"When did the outage start?\"\n\n"
+    "  rlm ask src/ README.md \"Where is the retry policy configured?\" --json\n\n"
+    "  rlm ask --provider scripted --script samples/find_code.yaml samples/haystack.txt \"What is the code?\"\n\n"
+    "Exit codes: " + " · ".join(f"{code} {what}" for code, what in EXIT_CODES.items())
+)
+
+
+def ask(
+    args: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="[INPUTS]... QUESTION",
+            help="Files or directories to load as `context`, then the question (last). "
+            "'-' or no inputs reads piped stdin.",
+            show_default=False,
+        ),
+    ],
+    provider: Annotated[
+        str | None, typer.Option(help="Root model provider: openai, anthropic or scripted.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Root model name.")] = None,
+    sub_provider: Annotated[
+        str | None, typer.Option(help="Worker model provider (default: the root's).")
+    ] = None,
+    sub_model: Annotated[str | None, typer.Option(help="Worker model for llm_query calls.")] = None,
+    script: Annotated[
+        str | None, typer.Option(help="Script of replies for --provider scripted (YAML or JSON).")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Config file (YAML). Default: $RLM_CONFIG or ~/.config/rlm/config.yaml."),
+    ] = None,
+    max_iterations: Annotated[
+        int | None, typer.Option(help="Root turns before asking for a best answer. Default: 30.")
+    ] = None,
+    cell_timeout: Annotated[
+        float | None, typer.Option(help="Seconds one code cell may run. Default: 120.")
+    ] = None,
+    max_concurrency: Annotated[
+        int | None, typer.Option(help="Sub-calls in flight at once. Default: 16.")
+    ] = None,
+    output_limit: Annotated[
+        int | None,
+        typer.Option(help="Characters of a cell's output shown to the root model. Default: 20000."),
+    ] = None,
+    trace: Annotated[
+        str | None, typer.Option(help="Write every step of the run to this JSON Lines file.")
+    ] = None,
+    trace_full: Annotated[
+        bool, typer.Option("--trace-full", help="Keep long sub-call prompts whole in the trace.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object with the answer, status and usage.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Show no progress on stderr.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+) -> None:
+    """Answer QUESTION about the INPUTS (files, directories, or piped stdin).
+
+    The answer alone goes to stdout; progress goes to stderr.
+    """
+    overrides: dict[str, Any] = {
+        "provider": provider,
+        "model": model,
+        "sub_provider": sub_provider,
+        "sub_model": sub_model,
+        "script": script,
+        "max_iterations": max_iterations,
+        "cell_timeout": cell_timeout,
+        "max_concurrency": max_concurrency,
+        "output_limit": output_limit,
+        "trace": trace,
+        "trace_full": trace_full or None,
+    }
+    code = _run(args, overrides, config, as_json=as_json, quiet=quiet, debug=debug)
+    raise typer.Exit(code)
+
+
+def _run(
+    args: list[str],
+    overrides: dict[str, Any],
+    config: Path | None,
+    *,
+    as_json: bool,
+    quiet: bool,
+    debug: bool,
+) -> int:
+    from rlm_cli.api import RLM
+    from rlm_cli.inputs import resolve
+    from rlm_cli.trace.writer import TraceWriter
+    from rlm_cli.ui.plain import PlainView
+
+    question, paths = args[-1], args[:-1]
+    trace_path = overrides.get("trace")
+    try:
+        if not question.strip():
+            raise UsageError("the question is empty; give it as the last argument")
+        rlm = RLM(config=config, **overrides)
+        try:
+            inputs = resolve(paths, _piped_stdin())
+        except RlmError as exc:
+            if trace_path:  # every run leaves a trace, even one that never started
+                writer = TraceWriter(trace_path, full=False)
+                writer.header(question, rlm.settings.public(), None)
+                writer.failed_before_start(str(exc))
+                writer.close()
+            raise
+        view = None if quiet else PlainView(sys.stderr)
+        try:
+            result = asyncio.run(rlm.run(inputs, question, on_event=view))
+        finally:
+            inputs.cleanup()
+    except RlmError as exc:
+        return _fail(exc, as_json, trace_path, debug)
+    except KeyboardInterrupt:
+        return _fail(Interrupted("interrupted"), as_json, trace_path, debug)
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        else:
+            print(
+                f"rlm: unexpected error: {type(exc).__name__}: {exc} (run with --debug for details)",
+                file=sys.stderr,
+            )
+        return 1
+    if result.error is not None:
+        return _fail(result.error, as_json, trace_path, debug, result_json(result.__dict__, trace_path))
+    if as_json:
+        _print_json(result_json(result.__dict__, trace_path))
+    elif result.answer is not None:
+        _print_answer(result.answer)
+    if result.status != "ok":
+        print(
+            f"rlm: stopped: {result.status.replace('_', ' ')} reached; the answer is a best effort",
+            file=sys.stderr,
+        )
+    return result.exit_code
+
+
+def result_json(fields: dict[str, Any], trace_path: str | None) -> dict[str, Any]:
+    """The one `--json` object (its keys are a stable contract)."""
+    error = fields.get("error")
+    return {
+        "answer": fields.get("answer"),
+        "status": fields.get("status", "error"),
+        "iterations": fields.get("iterations", 0),
+        "subcalls": fields.get("subcalls", 0),
+        "usage": fields.get("usage") or {"input_tokens": 0, "output_tokens": 0, "by_model": {}},
+        "elapsed_s": fields.get("elapsed_s", 0.0),
+        "trace": trace_path,
+        "error": None if error is None else str(error),
+    }
+
+
+def _fail(
+    error: RlmError,
+    as_json: bool,
+    trace_path: str | None,
+    debug: bool,
+    data: dict[str, Any] | None = None,
+) -> int:
+    if debug and error.__traceback__ is not None:
+        traceback.print_exception(error)
+    print(f"rlm: error: {error}", file=sys.stderr)
+    if as_json:
+        _print_json(data or result_json({"status": error.status, "error": error}, trace_path))
+    return error.exit_code
+
+
+def _print_json(data: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _print_answer(answer: str) -> None:
+    sys.stdout.write(answer if answer.endswith("\n") else answer + "\n")
+    sys.stdout.flush()
+
+
+def _piped_stdin() -> BinaryIO | None:
+    stdin = sys.stdin
+    if stdin is None or stdin.isatty():
+        return None
+    return stdin.buffer

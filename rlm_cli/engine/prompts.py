@@ -1,0 +1,107 @@
+"""What the root model is told: the method, the context's metadata, and each turn's feedback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlm_cli.inputs import estimate_tokens
+
+FILES_SHOWN = 100
+
+SYSTEM_PROMPT = """\
+You answer a question about a large input that you cannot read directly. The input is loaded in a \
+persistent Python REPL as the variable `context`; you see only its size and shape. You explore it \
+by writing Python code in ```repl blocks. Each block runs in the same namespace, so variables \
+persist between turns, and you see what the code prints.
+
+Functions available in the REPL:
+- `llm_query(prompt, model=None) -> str`: ask a worker language model one question. It sees only \
+the prompt you pass, so include the text it needs. One prompt may hold about {subcall_chars:,} \
+characters.
+- `llm_query_batched(prompts, model=None) -> list[str]`: ask many prompts concurrently; replies \
+come back in the same order. Much faster than calling llm_query in a loop.
+- `SHOW_VARS()`: list the variables you have defined.
+- `FINAL(value)`: end the run with `value` as the answer.
+- `FINAL_VAR("name")`: end the run with the value of the variable `name` as the answer. Takes the \
+variable's name as a string. Prefer it for long answers: the answer never passes through your own \
+output.
+- Alternatively set `answer = {{"content": ..., "ready": True}}`.
+
+How to work:
+1. Look first. Print the start of `context`, its length, its line count, its format. Never answer \
+before you have looked.
+2. Filter with code: use regular expressions and keyword searches to find the relevant regions.
+3. For questions that need the whole input, split it into chunks of up to about {subcall_chars:,} \
+characters (fewer, larger chunks are better than thousands of tiny ones), map a question over the \
+chunks with `llm_query_batched`, and combine the replies in Python.
+4. Keep intermediate results in variables; do not recompute what you already have.
+5. Printed output is cut to about {output_limit:,} characters per block: print samples, counts and \
+summaries, never whole chunks.
+6. Verify a candidate answer with a targeted check or sub-call before you finish.
+7. Write one ```repl block per reply, then stop and wait for its output. Never write what you \
+expect the output to be. Call FINAL or FINAL_VAR only from code, once you know the answer.
+
+Example (a different task): to count error lines by service in a log, one might write
+```repl
+print(len(context), context[:500])
+```
+then, having seen the format,
+```repl
+import re, collections
+counts = collections.Counter(re.findall(r"ERROR \\[(\\w+)\\]", context))
+print(counts.most_common(10))
+```
+and finally
+```repl
+result = "\\n".join(f"{{name}}: {{n}}" for name, n in counts.most_common())
+FINAL_VAR("result")
+```
+"""
+
+NO_CODE = (
+    "Your reply had no ```repl code block and no FINAL. Write a ```repl block to explore `context`, "
+    "or call FINAL(...) / FINAL_VAR(...) from code when you know the answer."
+)
+
+LAST_TURN = (
+    "You have used all {iterations} iterations. Give your best answer now: one ```repl block that "
+    "calls FINAL(...) or FINAL_VAR(...) with what you have, or write FINAL(your answer) as text."
+)
+
+
+def system_prompt(subcall_chars: int, output_limit: int) -> str:
+    return SYSTEM_PROMPT.format(subcall_chars=subcall_chars, output_limit=output_limit)
+
+
+def first_message(question: str, meta: dict[str, Any]) -> str:
+    """Metadata about `context` (never its content) and the question."""
+    chars = int(meta.get("chars", 0))
+    lines = [
+        f"`context` is a {meta.get('type', 'str')} of {chars:,} characters "
+        f"(about {estimate_tokens(chars):,} tokens)."
+    ]
+    if "lines" in meta:
+        lines[0] = lines[0][:-1] + f", {meta['lines']:,} lines."
+    files = meta.get("files")
+    if files:
+        total = int(meta.get("entries", len(files)))
+        lines.append(f"It maps {total:,} file names to their text:")
+        lines.extend(f"- {name} ({size:,} chars)" for name, size in files[:FILES_SHOWN])
+        if total > FILES_SHOWN:
+            lines.append(f"- ... and {total - FILES_SHOWN:,} more (list them with `list(context)`)")
+    lines.append("")
+    lines.append(f"Question: {question}")
+    lines.append("")
+    lines.append("Start by looking at `context` in a ```repl block.")
+    return "\n".join(lines)
+
+
+def cell_feedback(outputs: list[str], iteration: int, max_iterations: int) -> str:
+    """The user message that carries the outputs of one turn's code back to the root model."""
+    parts = []
+    for index, output in enumerate(outputs, start=1):
+        label = f"Output of code block {index}" if len(outputs) > 1 else "Output"
+        parts.append(f"{label}:\n{output if output.strip() else '(no output)'}")
+    left = max_iterations - iteration
+    parts.append(f"[Iteration {iteration} of {max_iterations}; {left} left.]")
+    return "\n\n".join(parts)

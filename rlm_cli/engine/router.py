@@ -1,0 +1,102 @@
+"""The sub-call router: every llm_query of a run goes through here, concurrently and bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+from rlm_cli.engine.usage import UsageLedger
+from rlm_cli.errors import ProviderAuthError, RlmError
+from rlm_cli.events import EventBus, SubcallFinished, SubcallStarted
+from rlm_cli.providers.base import Message, ModelRequest, Provider
+from rlm_cli.sandbox.host import QueryRequest
+
+
+class SubcallRouter:
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        provider: Provider,
+        model: str,
+        max_concurrency: int,
+        bus: EventBus,
+        ledger: UsageLedger,
+    ) -> None:
+        self._run_id = run_id
+        self._provider = provider
+        self._model = model
+        self._limit = asyncio.Semaphore(max_concurrency)
+        self._bus = bus
+        self._ledger = ledger
+        self._ids = itertools.count(1)
+        self._batch_ids = itertools.count(1)
+        self.count = 0
+        # An error that must end the run (bad credentials): the code got an error string, and the
+        # engine raises this once the cell is over.
+        self.fatal: RlmError | None = None
+
+    async def handle(self, request: QueryRequest) -> list[str]:
+        """Answer one llm_query / llm_query_batched call; replies keep the order of the prompts."""
+        model = request.model or self._model
+        batch_id = next(self._batch_ids) if request.batched else None
+        calls = [
+            self._one(prompt, model, request.cell, batch_id, len(request.prompts))
+            for prompt in request.prompts
+        ]
+        return list(await asyncio.gather(*calls))
+
+    async def _one(
+        self, prompt: str, model: str, cell: int, batch_id: int | None, batch_size: int
+    ) -> str:
+        subcall_id = next(self._ids)
+        self.count += 1
+        async with self._limit:
+            self._bus.emit(
+                SubcallStarted(
+                    self._run_id,
+                    subcall_id=subcall_id,
+                    cell=cell,
+                    model=model,
+                    prompt=prompt,
+                    batch_id=batch_id,
+                    batch_size=batch_size,
+                )
+            )
+            started = time.monotonic()
+            request = ModelRequest(model=model, messages=(Message("user", prompt),), purpose="sub")
+            try:
+                completion = await self._provider.complete(request)
+            except RlmError as exc:
+                if isinstance(exc, ProviderAuthError) and self.fatal is None:
+                    self.fatal = exc
+                error = str(exc)
+                self._bus.emit(
+                    SubcallFinished(
+                        self._run_id,
+                        subcall_id=subcall_id,
+                        cell=cell,
+                        model=model,
+                        reply="",
+                        usage={},
+                        elapsed_s=time.monotonic() - started,
+                        error=error,
+                        batch_id=batch_id,
+                    )
+                )
+                return f"Error: llm_query failed: {error}"
+        self._ledger.add(completion.model, completion.usage, completion.cost_usd)
+        self._bus.emit(
+            SubcallFinished(
+                self._run_id,
+                subcall_id=subcall_id,
+                cell=cell,
+                model=completion.model,
+                reply=completion.text,
+                usage=completion.usage.to_json(),
+                elapsed_s=time.monotonic() - started,
+                batch_id=batch_id,
+            )
+        )
+        return completion.text

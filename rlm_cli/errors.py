@@ -1,0 +1,59 @@
+"""The error tree: every failure the user can act on is an RlmError carrying its exit code."""
+
+from __future__ import annotations
+
+
+class RlmError(Exception):
+    """Base of all expected failures. `str(err)` is the one line shown to the user."""
+
+    exit_code = 1
+    status = "error"
+
+
+class UsageError(RlmError):
+    """Bad flags, a missing or unreadable input, an empty input."""
+
+    exit_code = 2
+
+
+class ConfigError(RlmError):
+    """A setting or config file is invalid."""
+
+    exit_code = 3
+
+
+class ProviderAuthError(RlmError):
+    """The provider rejected the credentials."""
+
+    exit_code = 4
+
+
+class ProviderError(RlmError):
+    """The provider failed, after retries where retrying made sense."""
+
+    exit_code = 5
+
+
+class LimitReached(RlmError):
+    """A budget stopped the run; a best-effort answer may still exist."""
+
+    exit_code = 6
+
+
+class Interrupted(RlmError):
+    """Ctrl-C."""
+
+    exit_code = 130
+    status = "interrupted"
+
+
+EXIT_CODES: dict[int, str] = {
+    0: "answered",
+    1: "unexpected error",
+    2: "usage error (bad flags, missing or unreadable input, empty input)",
+    3: "configuration error",
+    4: "provider authentication failed",
+    5: "provider failure after retries",
+    6: "stopped by a limit (best-effort answer still printed)",
+    130: "interrupted",
+}

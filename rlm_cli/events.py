@@ -1,0 +1,146 @@
+"""Typed events: the one contract between the engine and whoever watches a run.
+
+Every event is a frozen dataclass with a stable JSON form (`to_json`): `type` names the class,
+the rest are its fields. Adding fields is fine; renaming one breaks traces and must not happen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Event:
+    type: ClassVar[str] = "event"
+    run_id: str
+    ts: float = field(default_factory=time.time, kw_only=True)
+
+    def to_json(self) -> dict[str, Any]:
+        data = {"type": self.type}
+        data.update(dataclasses.asdict(self))
+        return data
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    type: ClassVar[str] = "run_started"
+    question: str
+    root_model: str
+    sub_model: str
+    inputs: dict[str, Any]
+    context_meta: dict[str, Any]
+    settings: dict[str, Any]
+    depth: int = 0
+    parent_run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class IterationStarted(Event):
+    type: ClassVar[str] = "iteration_started"
+    iteration: int
+    max_iterations: int
+    last_turn: bool = False
+
+
+@dataclass(frozen=True)
+class RootTextDelta(Event):
+    type: ClassVar[str] = "root_text_delta"
+    iteration: int
+    text: str
+
+
+@dataclass(frozen=True)
+class RootReply(Event):
+    type: ClassVar[str] = "root_reply"
+    iteration: int
+    text: str
+    model: str
+    usage: dict[str, int]
+    elapsed_s: float
+    code_blocks: int
+
+
+@dataclass(frozen=True)
+class CellStarted(Event):
+    type: ClassVar[str] = "cell_started"
+    iteration: int
+    cell: int
+    code: str
+
+
+@dataclass(frozen=True)
+class CellFinished(Event):
+    type: ClassVar[str] = "cell_finished"
+    iteration: int
+    cell: int
+    output: str
+    output_chars: int
+    error: bool
+    elapsed_s: float
+    timed_out: bool = False
+    worker_restarted: bool = False
+
+
+@dataclass(frozen=True)
+class SubcallStarted(Event):
+    type: ClassVar[str] = "subcall_started"
+    subcall_id: int
+    cell: int
+    model: str
+    prompt: str
+    batch_id: int | None = None
+    batch_size: int = 1
+
+
+@dataclass(frozen=True)
+class SubcallFinished(Event):
+    type: ClassVar[str] = "subcall_finished"
+    subcall_id: int
+    cell: int
+    model: str
+    reply: str
+    usage: dict[str, int]
+    elapsed_s: float
+    error: str | None = None
+    batch_id: int | None = None
+
+
+@dataclass(frozen=True)
+class FinalAnswer(Event):
+    type: ClassVar[str] = "final_answer"
+    iteration: int
+    answer: str
+    source: str
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    type: ClassVar[str] = "run_finished"
+    status: str
+    answer: str | None
+    iterations: int
+    subcalls: int
+    usage: dict[str, Any]
+    elapsed_s: float
+    error: str | None = None
+
+
+EventHandler = Callable[[Event], None]
+
+
+class EventBus:
+    """Fans events out to subscribers, in subscription order, synchronously."""
+
+    def __init__(self, handlers: list[EventHandler] | None = None) -> None:
+        self._handlers: list[EventHandler] = list(handlers or [])
+
+    def subscribe(self, handler: EventHandler) -> None:
+        self._handlers.append(handler)
+
+    def emit(self, event: Event) -> None:
+        for handler in self._handlers:
+            handler(event)

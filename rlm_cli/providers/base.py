@@ -1,0 +1,74 @@
+"""The Provider protocol and the data that crosses it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Role = Literal["system", "user", "assistant"]
+Purpose = Literal["root", "sub"]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cached_input_tokens + other.cached_input_tokens,
+        )
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """One model call. `purpose` tells root calls from sub-calls (the scripted provider needs it)."""
+
+    model: str
+    messages: tuple[Message, ...]
+    purpose: Purpose
+    max_output_tokens: int | None = None
+    temperature: float | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    model: str
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str | None = None
+    request_id: str | None = None
+    # None when the price of the model is not known: unknown is never reported as free.
+    cost_usd: float | None = None
+
+
+TextCallback = Callable[[str], None]
+
+
+class Provider(Protocol):
+    """An async model client. Implementations turn their SDK's errors into rlm_cli.errors."""
+
+    name: str
+
+    async def complete(self, request: ModelRequest) -> Completion: ...
+
+    async def stream(self, request: ModelRequest, on_text: TextCallback) -> Completion:
+        """Like `complete`, calling `on_text` with each piece of text as it arrives."""
+        ...

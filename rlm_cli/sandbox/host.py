@@ -1,0 +1,279 @@
+"""Host side of the REPL: starts the worker process, runs cells in it, answers its sub-calls."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rlm_cli.errors import RlmError
+from rlm_cli.inputs import Inputs
+from rlm_cli.sandbox import worker as worker_program
+from rlm_cli.sandbox.worker import HEADER, encode_frame
+
+# Only these variables reach the worker: API keys and other secrets must never be visible to
+# model-written code.
+ENV_PASSED = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SYSTEMROOT")
+# After SIGINT, how long a timed-out cell gets to unwind before the worker is killed and replaced.
+INTERRUPT_GRACE_S = 0.5
+
+
+@dataclass(frozen=True)
+class QueryRequest:
+    """Sub-calls asked for by one `llm_query` / `llm_query_batched` call in a cell."""
+
+    prompts: list[str]
+    model: str | None
+    batched: bool
+    cell: int
+
+
+QueryHandler = Callable[[QueryRequest], Awaitable[list[str]]]
+
+
+@dataclass(frozen=True)
+class CellResult:
+    output: str
+    output_chars: int
+    error: bool
+    final: str | None
+    final_source: str | None
+    elapsed_s: float
+    timed_out: bool = False
+    restarted: bool = False
+
+
+class WorkerDied(Exception):
+    pass
+
+
+class SandboxError(RlmError):
+    """The worker could not be started or could not load the inputs."""
+
+
+class Sandbox:
+    """One worker process holding `context` and the model's variables for a whole run."""
+
+    def __init__(self, inputs: Inputs, *, output_limit: int, on_query: QueryHandler) -> None:
+        self._inputs = inputs
+        self._output_limit = output_limit
+        self._on_query = on_query
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._stderr_task: asyncio.Task[None] | None = None
+        self._stderr_tail = bytearray()
+        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._queries: set[asyncio.Task[None]] = set()
+        self._ready: asyncio.Future[dict[str, Any]] | None = None
+        self._workdir = tempfile.mkdtemp(prefix="rlm-sandbox-")
+        self._cell = 0
+        self.meta: dict[str, Any] = {}
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    async def start(self) -> dict[str, Any]:
+        """Start the worker and wait until it has loaded the inputs; returns the context metadata."""
+        loop = asyncio.get_running_loop()
+        self._ready = loop.create_future()
+        self._stderr_tail.clear()
+        env = {key: os.environ[key] for key in ENV_PASSED if key in os.environ}
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-I",
+            "-u",
+            str(worker_program.__file__),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            cwd=self._workdir,
+            start_new_session=True,  # Ctrl-C on the terminal reaches the host only
+        )
+        self._reader = asyncio.create_task(self._read_frames(self._proc))
+        self._stderr_task = asyncio.create_task(self._drain_stderr(self._proc))
+        await self._send(
+            {
+                "type": "init",
+                "sources": [source.wire() for source in self._inputs.sources],
+                "shape": self._inputs.shape,
+                "output_limit": self._output_limit,
+            }
+        )
+        try:
+            message = await self._ready
+        except WorkerDied:
+            raise SandboxError(f"the REPL worker failed to start: {self._stderr_text()}") from None
+        if message["type"] == "init_error":
+            raise SandboxError(f"the REPL worker could not load the inputs: {message['error']}")
+        self.meta = message["meta"]
+        return self.meta
+
+    async def execute(self, code: str, timeout: float) -> CellResult:
+        """Run one cell. A cell past `timeout` is interrupted; a dead or stuck worker is replaced."""
+        if self._proc is None or self._proc.returncode is not None:
+            await self._restart()
+        self._cell += 1
+        cell_id = self._cell
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[cell_id] = future
+        started = time.monotonic()
+        try:
+            await self._send({"type": "exec", "id": cell_id, "code": code})
+            message = await asyncio.wait_for(asyncio.shield(future), timeout)
+            return self._result(message, started)
+        except TimeoutError:
+            pass
+        except (WorkerDied, ConnectionError):
+            return await self._replace(started, self._death_note())
+        # Past the time limit: interrupt, and give the cell a moment to unwind.
+        self._signal(signal.SIGINT)
+        try:
+            message = await asyncio.wait_for(asyncio.shield(future), INTERRUPT_GRACE_S)
+        except (TimeoutError, WorkerDied):
+            return await self._replace(
+                started, f"The cell ran past the {timeout:g} s time limit and did not stop."
+            )
+        result = self._result(message, started)
+        note = f"\n[The cell was stopped: it ran past the {timeout:g} s time limit.]"
+        return CellResult(
+            output=result.output + note,
+            output_chars=result.output_chars,
+            error=True,
+            final=result.final,
+            final_source=result.final_source,
+            elapsed_s=result.elapsed_s,
+            timed_out=True,
+        )
+
+    async def close(self) -> None:
+        await self._stop_process()
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+    # ----- internals -----
+
+    def _result(self, message: dict[str, Any], started: float) -> CellResult:
+        return CellResult(
+            output=message["output"],
+            output_chars=message["output_chars"],
+            error=message["error"],
+            final=message["final"],
+            final_source=message["final_source"],
+            elapsed_s=time.monotonic() - started,
+        )
+
+    async def _replace(self, started: float, why: str) -> CellResult:
+        await self._restart()
+        output = (
+            f"{why} The REPL worker was restarted: `context` is loaded again, but every variable "
+            "you defined is lost. Recompute what you need, in smaller steps."
+        )
+        return CellResult(
+            output=output,
+            output_chars=len(output),
+            error=True,
+            final=None,
+            final_source=None,
+            elapsed_s=time.monotonic() - started,
+            timed_out="time limit" in why,
+            restarted=True,
+        )
+
+    async def _restart(self) -> None:
+        await self._stop_process()
+        await self.start()
+
+    def _death_note(self) -> str:
+        code = self._proc.returncode if self._proc else None
+        tail = self._stderr_text()
+        detail = f" Its last words: {tail}" if tail else ""
+        return f"The REPL worker process died (exit code {code}) while running the cell.{detail}"
+
+    def _stderr_text(self) -> str:
+        return self._stderr_tail.decode("utf-8", "replace").strip()[-500:]
+
+    def _signal(self, signum: int) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._proc.pid, signum)
+
+    async def _stop_process(self) -> None:
+        proc, self._proc = self._proc, None
+        for task in list(self._queries):
+            task.cancel()
+        if proc is None:
+            return
+        if proc.returncode is None:
+            # The worker runs in its own session: kill the group, so children of cells die too.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            await proc.wait()
+        for task in (self._reader, self._stderr_task):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.returncode is not None:
+            raise WorkerDied
+        proc.stdin.write(encode_frame(message))
+        await proc.stdin.drain()
+
+    async def _read_frames(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        try:
+            while True:
+                header = await proc.stdout.readexactly(HEADER.size)
+                body = await proc.stdout.readexactly(HEADER.unpack(header)[0])
+                message = json.loads(body)
+                kind = message["type"]
+                if kind == "query":
+                    task = asyncio.create_task(self._answer(message))
+                    self._queries.add(task)
+                    task.add_done_callback(self._queries.discard)
+                elif kind == "result":
+                    future = self._waiting.pop(message["id"], None)
+                    if future is not None and not future.done():
+                        future.set_result(message)
+                elif self._ready is not None and not self._ready.done():
+                    self._ready.set_result(message)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                await proc.wait()
+            pending = [*self._waiting.values(), self._ready]
+            self._waiting.clear()
+            for future in pending:
+                if future is not None and not future.done():
+                    future.set_exception(WorkerDied())
+                    future.exception()  # mark retrieved: nobody may be waiting any more
+
+    async def _answer(self, message: dict[str, Any]) -> None:
+        request = QueryRequest(
+            prompts=message["prompts"],
+            model=message.get("model"),
+            batched=bool(message.get("batched")),
+            cell=self._cell,
+        )
+        results = await self._on_query(request)
+        with contextlib.suppress(WorkerDied, ConnectionError):
+            await self._send({"type": "reply", "id": message["id"], "results": results})
+
+    async def _drain_stderr(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stderr is not None
+        while chunk := await proc.stderr.read(65536):
+            self._stderr_tail += chunk
+            del self._stderr_tail[:-8192]

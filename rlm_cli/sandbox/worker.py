@@ -1,0 +1,402 @@
+"""The REPL worker: runs inside the sandbox process and holds `context` and the model's variables.
+
+Standard library only, and never imports the rest of rlm_cli: it must start fast and see nothing of
+the host (no keys, no settings). The host starts it as `python -I worker.py`, then speaks
+length-prefixed JSON frames over the worker's stdin/stdout (see `protocol` in docs/ARCHITECTURE.md).
+
+Threads: the main thread runs cells one at a time; a reader thread receives frames, queues `exec`
+commands for the main thread and hands sub-call replies to whichever thread is waiting for them, so
+cells may have many `llm_query` calls in flight (from user threads, or one `llm_query_batched`).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import linecache
+import os
+import queue
+import signal
+import struct
+import sys
+import threading
+import traceback
+from typing import Any
+
+HEADER = struct.Struct(">I")
+SCAFFOLD = (
+    "context",
+    "llm_query",
+    "llm_query_batched",
+    "FINAL",
+    "FINAL_VAR",
+    "SHOW_VARS",
+)
+
+
+def encode_frame(message: dict[str, Any]) -> bytes:
+    """One frame: a 4-byte big-endian length, then that many bytes of UTF-8 JSON."""
+    body = json.dumps(message, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return HEADER.pack(len(body)) + body
+
+
+class Connection:
+    """Blocking frame I/O over the two protocol file descriptors; sends are thread-safe."""
+
+    def __init__(self, read_fd: int, write_fd: int) -> None:
+        self._read = os.fdopen(read_fd, "rb", buffering=0)
+        self._write = os.fdopen(write_fd, "wb", buffering=0)
+        self._lock = threading.Lock()
+
+    def _read_exactly(self, size: int) -> bytes | None:
+        parts = []
+        while size:
+            chunk = self._read.read(size)
+            if not chunk:
+                return None
+            parts.append(chunk)
+            size -= len(chunk)
+        return b"".join(parts)
+
+    def recv(self) -> dict[str, Any] | None:
+        header = self._read_exactly(HEADER.size)
+        if header is None:
+            return None
+        body = self._read_exactly(HEADER.unpack(header)[0])
+        if body is None:
+            return None
+        message: dict[str, Any] = json.loads(body)
+        return message
+
+    def send(self, message: dict[str, Any]) -> None:
+        frame = encode_frame(message)
+        with self._lock:
+            self._write.write(frame)
+
+
+class CappedOutput:
+    """A text sink that keeps the first and last `limit // 2` characters and counts the rest.
+
+    Cells may print gigabytes; the worker must not hold them, and the root model only sees
+    a capped view anyway.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._half = max(limit // 2, 1)
+        self._head: list[str] = []
+        self._head_len = 0
+        self._tail: list[str] = []
+        self._tail_len = 0
+        self.total = 0
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        with self._lock:
+            self.total += len(text)
+            room = self._half - self._head_len
+            if room > 0:
+                self._head.append(text[:room])
+                self._head_len += min(room, len(text))
+                text = text[room:]
+            if text:
+                self._tail.append(text)
+                self._tail_len += len(text)
+                if self._tail_len > 4 * self._half:
+                    kept = "".join(self._tail)[-self._half :]
+                    self._tail, self._tail_len = [kept], len(kept)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def encoding(self) -> str:
+        return "utf-8"
+
+    def getvalue(self) -> str:
+        head = "".join(self._head)
+        tail = "".join(self._tail)
+        if self.total <= 2 * self._half:
+            return head + tail
+        tail = tail[-self._half :]
+        cut = self.total - len(head) - len(tail)
+        return (
+            f"{head}\n... [{cut:,} of {self.total:,} characters cut from the middle of this "
+            f"output; print less, e.g. slices or summaries] ...\n{tail}"
+        )
+
+
+class Worker:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
+        self.output_limit = 20_000
+        self.commands: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.pending: dict[int, tuple[threading.Event, list[Any]]] = {}
+        self.pending_lock = threading.Lock()
+        self.next_query_id = 0
+        self.in_cell = False
+        self.final: Any = None
+        self.final_source: str | None = None
+        self.host_gone = False
+        self.context: Any = None
+        self.scaffold: dict[str, Any] = {}
+
+    # ----- context -----
+
+    def load_context(self, sources: list[dict[str, Any]], shape: str) -> dict[str, Any]:
+        def read(source: dict[str, Any]) -> Any:
+            if source.get("format") == "json":
+                with open(source["path"], encoding="utf-8") as handle:
+                    return json.load(handle)
+            with open(
+                source["path"], encoding=source.get("encoding", "utf-8"), errors="replace", newline=""
+            ) as handle:
+                return handle.read()
+
+        if shape == "dict":
+            self.context = {source["name"]: read(source) for source in sources}
+        else:
+            self.context = read(sources[0])
+        return describe(self.context)
+
+    # ----- scaffold functions bound in the namespace -----
+
+    def _query(self, prompts: list[str], model: str | None, batched: bool) -> list[str]:
+        if self.host_gone:
+            raise RuntimeError("the host has gone away; no sub-calls can be made")
+        event = threading.Event()
+        slot: list[Any] = []
+        with self.pending_lock:
+            self.next_query_id += 1
+            query_id = self.next_query_id
+            self.pending[query_id] = (event, slot)
+        try:
+            self.conn.send(
+                {
+                    "type": "query",
+                    "id": query_id,
+                    "prompts": prompts,
+                    "model": model,
+                    "batched": batched,
+                }
+            )
+            event.wait()
+        finally:
+            with self.pending_lock:
+                self.pending.pop(query_id, None)
+        if not slot:
+            raise RuntimeError("the host has gone away; no sub-calls can be made")
+        results: list[str] = slot[0]
+        return results
+
+    def build_scaffold(self) -> None:
+        def llm_query(prompt: Any, model: str | None = None) -> str:
+            """Ask the worker model one prompt; returns its reply as a string."""
+            return self._query([_as_prompt(prompt)], model, batched=False)[0]
+
+        def llm_query_batched(prompts: Any, model: str | None = None) -> list[str]:
+            """Ask the worker model many prompts concurrently; replies come back in order."""
+            if isinstance(prompts, str):
+                raise TypeError("llm_query_batched takes a list of prompts; for one, use llm_query")
+            items = [_as_prompt(p) for p in prompts]
+            return self._query(items, model, batched=True) if items else []
+
+        def FINAL(value: Any) -> None:  # noqa: N802 - the name the model is taught
+            """End the run with `value` (converted to str) as the answer."""
+            self.final, self.final_source = value, "FINAL"
+
+        def FINAL_VAR(name: Any) -> None:  # noqa: N802
+            """End the run with the value of the variable called `name` as the answer."""
+            if not isinstance(name, str):
+                # The model passed the value itself; that is what it meant to return.
+                self.final, self.final_source = name, "FINAL_VAR"
+                return
+            key = name.strip().strip("'\"")
+            if key not in self.namespace or key in SCAFFOLD:
+                names = ", ".join(self.user_variables()) or "(none)"
+                raise NameError(
+                    f"FINAL_VAR: no variable named {key!r}; it takes the name of a variable as a "
+                    f"string, e.g. FINAL_VAR('result'). Variables: {names}. "
+                    "To return a value directly, use FINAL(value)."
+                )
+            self.final, self.final_source = self.namespace[key], "FINAL_VAR"
+
+        def SHOW_VARS() -> None:  # noqa: N802
+            """Print the variables defined so far, with their types and sizes."""
+            names = self.user_variables()
+            if not names:
+                print("No variables yet.")
+            for key in names:
+                value = self.namespace[key]
+                size = f", len {len(value):,}" if hasattr(value, "__len__") else ""
+                print(f"{key}: {type(value).__name__}{size}")
+
+        self.scaffold = {
+            "context": self.context,
+            "llm_query": llm_query,
+            "llm_query_batched": llm_query_batched,
+            "FINAL": FINAL,
+            "FINAL_VAR": FINAL_VAR,
+            "SHOW_VARS": SHOW_VARS,
+        }
+        self.namespace.update(self.scaffold)
+
+    def user_variables(self) -> list[str]:
+        return sorted(
+            key
+            for key, value in self.namespace.items()
+            if not key.startswith("_")
+            and key not in SCAFFOLD
+            and type(value).__name__ not in ("module", "function", "type")
+        )
+
+    # ----- running cells -----
+
+    def run_cell(self, cell_id: int, code: str) -> dict[str, Any]:
+        out = CappedOutput(self.output_limit)
+        filename = f"<cell {cell_id}>"
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        error = interrupted = False
+        saved = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = out  # type: ignore[assignment]
+        self.in_cell = True
+        try:
+            tree = ast.parse(code, filename, "exec")
+            last = None
+            if tree.body and isinstance(tree.body[-1], ast.Expr):
+                last = ast.Expression(tree.body.pop().value)
+            exec(compile(tree, filename, "exec"), self.namespace)
+            if last is not None:
+                value = eval(compile(last, filename, "eval"), self.namespace)
+                if value is not None:
+                    print(repr(value))
+        except KeyboardInterrupt:
+            interrupted = error = True
+            print("KeyboardInterrupt: the cell was interrupted")
+        except SystemExit:
+            error = True
+            print("SystemExit: exiting is not allowed here; the REPL keeps running.")
+        except BaseException as exc:
+            error = True
+            if isinstance(exc, SyntaxError):
+                traceback.print_exception(type(exc), exc, None, file=out)
+            else:
+                # Skip this function's own frame so the traceback starts in the cell.
+                traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next, file=out)
+        finally:
+            self.in_cell = False
+            sys.stdout, sys.stderr = saved
+        self.namespace.update(self.scaffold)  # rebinding `context` or `FINAL` must not break the run
+        answer = self.namespace.get("answer")
+        if self.final_source is None and isinstance(answer, dict) and answer.get("ready"):
+            self.final, self.final_source = answer.get("content"), "answer"
+        result = {
+            "type": "result",
+            "id": cell_id,
+            "output": out.getvalue(),
+            "output_chars": out.total,
+            "error": error,
+            "interrupted": interrupted,
+            "final": None if self.final_source is None else _as_answer(self.final),
+            "final_source": self.final_source,
+        }
+        self.final, self.final_source = None, None
+        return result
+
+    # ----- frame loop -----
+
+    def read_frames(self) -> None:
+        """Reader thread: route replies to waiting sub-calls, queue everything else."""
+        while True:
+            message = self.conn.recv()
+            if message is None:
+                break
+            if message["type"] == "reply":
+                with self.pending_lock:
+                    waiting = self.pending.get(message["id"])
+                if waiting is not None:
+                    waiting[1].append(message["results"])
+                    waiting[0].set()
+            else:
+                self.commands.put(message)
+        self.host_gone = True
+        with self.pending_lock:
+            for event, _slot in self.pending.values():
+                event.set()
+        self.commands.put(None)
+
+    def serve(self) -> None:
+        init = self.conn.recv()
+        if init is None:
+            return
+        self.output_limit = int(init.get("output_limit", self.output_limit))
+        try:
+            meta = self.load_context(init["sources"], init.get("shape", "str"))
+        except (OSError, ValueError) as exc:
+            self.conn.send({"type": "init_error", "error": f"{type(exc).__name__}: {exc}"})
+            return
+        self.build_scaffold()
+        self.conn.send({"type": "ready", "meta": meta})
+        threading.Thread(target=self.read_frames, name="rlm-frames", daemon=True).start()
+        while True:
+            command = self.commands.get()
+            if command is None or command["type"] == "shutdown":
+                return
+            if command["type"] == "exec":
+                self.conn.send(self.run_cell(command["id"], command["code"]))
+
+
+def describe(context: Any) -> dict[str, Any]:
+    """What the root model may know about `context`: its shape and sizes, never its content."""
+    meta: dict[str, Any] = {"type": type(context).__name__}
+    if isinstance(context, str):
+        meta["chars"] = len(context)
+        meta["lines"] = context.count("\n") + (0 if context.endswith("\n") or not context else 1)
+    elif isinstance(context, dict):
+        sizes = [(str(k), len(v) if isinstance(v, str) else len(json.dumps(v))) for k, v in context.items()]
+        meta["chars"] = sum(size for _, size in sizes)
+        meta["entries"] = len(sizes)
+        meta["files"] = sizes[:1000]
+    else:
+        meta["chars"] = len(json.dumps(context, ensure_ascii=False))
+        if isinstance(context, list):
+            meta["entries"] = len(context)
+    return meta
+
+
+def _as_prompt(prompt: Any) -> str:
+    return prompt if isinstance(prompt, str) else str(prompt)
+
+
+def _as_answer(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def main() -> None:
+    # The protocol keeps the original stdin/stdout pipes; fd 0 and 1 are pointed elsewhere so that
+    # stray writes (os.system, C extensions) cannot corrupt the frames.
+    conn = Connection(os.dup(0), os.dup(1))
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(2, 1)
+    sys.stdin = open(os.devnull)  # noqa: SIM115 - lives as long as the process
+    worker = Worker(conn)
+
+    def on_sigint(signum: int, frame: object) -> None:
+        # The host sends SIGINT to stop a cell that ran past its timeout; between cells it is moot.
+        if worker.in_cell:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    worker.serve()
+
+
+if __name__ == "__main__":
+    main()

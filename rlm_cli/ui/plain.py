@@ -1,0 +1,88 @@
+"""The plain view: one short line per step on stderr, for logs, CI and non-terminals."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from rlm_cli.events import (
+    CellFinished,
+    Event,
+    FinalAnswer,
+    IterationStarted,
+    RootReply,
+    RunFinished,
+    RunStarted,
+    SubcallFinished,
+    SubcallStarted,
+)
+from rlm_cli.ui.format import first_line, format_tokens, format_usage
+
+
+class PlainView:
+    """Sub-calls of a batch are summed into one line when the batch completes, not one each."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._batches: dict[int, list[int]] = {}  # batch id -> [size, done, failed]
+
+    def __call__(self, event: Event) -> None:
+        line = self._line(event)
+        if line is not None:
+            self._stream.write(f"rlm: {line}\n")
+            self._stream.flush()
+
+    def _line(self, event: Event) -> str | None:
+        if isinstance(event, RunStarted):
+            inputs = event.inputs
+            return (
+                f"run {event.run_id} · root {event.root_model} · worker {event.sub_model} · "
+                f"{inputs.get('files', 0)} input(s), {event.context_meta.get('chars', 0):,} chars, "
+                f"~{format_tokens(inputs.get('estimated_tokens', 0))} tokens"
+            )
+        if isinstance(event, IterationStarted):
+            last = " (last turn: asking for the best answer)" if event.last_turn else ""
+            return f"iteration {event.iteration}/{event.max_iterations}{last}"
+        if isinstance(event, RootReply):
+            tokens = format_usage(event.usage)
+            prose = first_line(event.text.split("```", 1)[0]) or f"{event.code_blocks} code block(s)"
+            return f"  root replied · {event.elapsed_s:.2f}s · {tokens} · {prose}"
+        if isinstance(event, CellFinished):
+            status = "error" if event.error else "ok"
+            if event.timed_out:
+                status = "timed out"
+            if event.worker_restarted:
+                status += ", worker restarted"
+            tail = f" · {first_line(event.output.strip().splitlines()[-1])}" if event.error and event.output.strip() else ""
+            return f"  cell {event.cell} · {status} · {event.elapsed_s:.2f}s · {event.output_chars:,} chars out{tail}"
+        if isinstance(event, SubcallStarted):
+            if event.batch_id is not None:
+                self._batches.setdefault(event.batch_id, [event.batch_size, 0, 0])
+            return None
+        if isinstance(event, SubcallFinished):
+            return self._subcall(event)
+        if isinstance(event, FinalAnswer):
+            return f"answer from {event.source} · {len(event.answer):,} chars"
+        if isinstance(event, RunFinished):
+            usage = event.usage
+            cost = usage.get("cost_usd")
+            money = "" if not usage else (" · cost unknown" if cost is None else f" · ${cost:.4f}")
+            error = f" · {event.error}" if event.error else ""
+            return (
+                f"finished {event.status} · {event.iterations} iteration(s) · {event.subcalls} sub-call(s) · "
+                f"{format_usage(usage)}{money} · {event.elapsed_s:.1f}s{error}"
+            )
+        return None
+
+    def _subcall(self, event: SubcallFinished) -> str | None:
+        failed = f" · failed: {event.error}" if event.error else ""
+        if event.batch_id is None:
+            return f"  llm_query · {event.model} · {event.elapsed_s:.2f}s · {format_usage(event.usage)}{failed}"
+        batch = self._batches.get(event.batch_id)
+        if batch is None:
+            return None
+        batch[1] += 1
+        batch[2] += 1 if event.error else 0
+        if batch[1] < batch[0]:
+            return None
+        del self._batches[event.batch_id]
+        return f"  llm_query_batched · {batch[0]} prompt(s) · {batch[2]} failed · {event.model}"
