@@ -155,25 +155,28 @@ def _is_binary(path: str) -> bool:
 
 
 def _walk(directory: str, inputs: Inputs) -> None:
-    found = 0
+    """Every text file below `directory`, named relative to it, sorted by that name."""
+    found: list[tuple[str, str]] = []
     for root, dirs, files in os.walk(directory):
-        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
-        for filename in sorted(files):
+        dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS]
+        for filename in files:
             path = os.path.join(root, filename)
-            name = os.path.relpath(path, directory).replace(os.sep, "/")
-            try:
-                if not os.path.isfile(path) or os.path.getsize(path) == 0:
-                    inputs.skipped.append((path, "empty or not a regular file"))
-                    continue
-                if _is_binary(path):
-                    inputs.skipped.append((path, "binary"))
-                    continue
-            except OSError as exc:
-                inputs.skipped.append((path, exc.strerror or "unreadable"))
+            found.append((os.path.relpath(path, directory).replace(os.sep, "/"), path))
+    loaded = 0
+    for name, path in sorted(found):
+        try:
+            if not os.path.isfile(path) or os.path.getsize(path) == 0:
+                inputs.skipped.append((path, "empty or not a regular file"))
                 continue
-            inputs.sources.append(_file_source(path, name))
-            found += 1
-    if not found:
+            if _is_binary(path):
+                inputs.skipped.append((path, "binary"))
+                continue
+        except OSError as exc:
+            inputs.skipped.append((path, exc.strerror or "unreadable"))
+            continue
+        inputs.sources.append(_file_source(path, name))
+        loaded += 1
+    if not loaded:
         raise UsageError(f"{directory}: the directory has no readable text files")
 
 

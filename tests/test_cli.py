@@ -1,0 +1,283 @@
+"""The command line, run as a subprocess the way users and CI scripts run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import read_trace, repl, run_rlm
+
+HAYSTACK = b"x\nthe code is 42\ny\n"
+
+
+def find_code_script(write_script: Callable[..., str]) -> str:
+    return write_script(
+        [
+            repl("print(context[:200])", "Let me look first."),
+            repl(
+                "line = [l for l in context.splitlines() if 'code' in l][0]\n"
+                "result = llm_query(line)\nFINAL_VAR('result')"
+            ),
+        ],
+        [{"match": r"code is (\w+)", "reply": r"the code is \1"}, {"reply": "nothing here"}],
+    )
+
+
+def test_piped_stdin_prints_exactly_the_answer(write_script: Callable[..., str]) -> None:
+    script = find_code_script(write_script)
+    proc = run_rlm("ask", "--provider", "scripted", "--script", script, "what is the code?", stdin=HAYSTACK)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"the code is 42\n"
+    assert b"iteration 1/30" in proc.stderr  # progress goes to stderr, not stdout
+
+
+def test_json_is_one_object(write_script: Callable[..., str], tmp_path: Path) -> None:
+    script = find_code_script(write_script)
+    trace = tmp_path / "run.jsonl"
+    proc = run_rlm(
+        "ask", "--provider", "scripted", "--script", script, "--json", "--trace", str(trace),
+        "what is the code?", stdin=HAYSTACK,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["answer"] == "the code is 42"
+    assert data["status"] == "ok"
+    assert data["iterations"] == 2
+    assert data["subcalls"] == 1
+    assert data["trace"] == str(trace)
+    assert set(data["usage"]) >= {"input_tokens", "output_tokens", "by_model"}
+    by_model = data["usage"]["by_model"]
+    assert by_model["scripted-root"]["calls"] == 2
+    assert by_model["scripted-worker"]["calls"] == 1
+    assert data["usage"]["input_tokens"] == sum(m["input_tokens"] for m in by_model.values())
+    assert isinstance(data["elapsed_s"], float)
+
+
+def test_quiet_prints_nothing_on_stderr(write_script: Callable[..., str]) -> None:
+    script = find_code_script(write_script)
+    proc = run_rlm("ask", "-q", "--provider", "scripted", "--script", script, "q?", stdin=HAYSTACK)
+    assert proc.returncode == 0
+    assert proc.stderr == b""
+
+
+def test_two_files_and_a_directory_make_a_dict(write_script: Callable[..., str], tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("alpha")
+    (tmp_path / "b.md").write_text("beta")
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "z.txt").write_text("zed")
+    (docs / "sub" / "y.txt").write_text("why")
+    (docs / "m.txt").write_text("em")
+    script = write_script([repl("import json\nFINAL(json.dumps(list(context.items())))")])
+    proc = run_rlm(
+        "ask", "--provider", "scripted", "--script", script,
+        str(tmp_path / "a.txt"), str(tmp_path / "b.md"), str(docs), "what is here?",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [
+        [str(tmp_path / "a.txt"), "alpha"],
+        [str(tmp_path / "b.md"), "beta"],
+        ["m.txt", "em"],
+        ["sub/y.txt", "why"],
+        ["z.txt", "zed"],
+    ]
+
+
+def test_one_file_is_a_str(write_script: Callable[..., str], tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("alpha\r\nbeta")
+    script = write_script([repl("FINAL(type(context).__name__ + repr(context))")])
+    proc = run_rlm("ask", "--provider", "scripted", "--script", script, str(tmp_path / "a.txt"), "q?")
+    assert proc.stdout == b"str'alpha\\r\\nbeta'\n"  # line endings are kept as they are
+
+
+def test_dash_reads_stdin_beside_files(write_script: Callable[..., str], tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("alpha")
+    script = write_script([repl("FINAL(sorted(context.items()))")])
+    proc = run_rlm(
+        "ask", "--provider", "scripted", "--script", script, "-", str(tmp_path / "a.txt"), "q?",
+        stdin=b"piped",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode() == str(sorted({"<stdin>": "piped", str(tmp_path / "a.txt"): "alpha"}.items())) + "\n"
+
+
+def test_missing_input_exits_2_with_one_line(write_script: Callable[..., str], tmp_path: Path) -> None:
+    script = write_script([repl("FINAL(1)")])
+    trace = tmp_path / "t.jsonl"
+    missing = tmp_path / "nope.txt"
+    proc = run_rlm("ask", "--provider", "scripted", "--script", script, "--trace", str(trace), str(missing), "q?")
+    assert proc.returncode == 2
+    assert proc.stdout == b""
+    lines = proc.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and str(missing) in lines[0]
+    assert "Traceback" not in proc.stderr.decode()
+    records = read_trace(trace)
+    assert records[0]["type"] == "trace_header"
+    assert records[-1]["type"] == "run_finished" and records[-1]["status"] == "error"
+    assert str(missing) in records[-1]["error"]
+
+
+def test_no_input_and_no_pipe_is_a_usage_error() -> None:
+    # stdin is a closed-for-reading terminal stand-in: /dev/null counts as piped but empty.
+    proc = run_rlm("ask", "--provider", "scripted", "--script", "x.yaml", "q?", stdin=b"")
+    assert proc.returncode == 2
+    assert b"standard input is empty" in proc.stderr
+
+
+def test_bad_flag_exits_2() -> None:
+    proc = run_rlm("ask", "--max-iterations", "lots", "q?")
+    assert proc.returncode == 2
+
+
+def test_scripted_without_script_is_a_config_error() -> None:
+    proc = run_rlm("ask", "--provider", "scripted", "q?", stdin=b"text")
+    assert proc.returncode == 3
+    assert b"--script" in proc.stderr
+
+
+def test_unknown_config_key_exits_3(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("max_iteratoins: 3\n")
+    proc = run_rlm("ask", "--config", str(config), "q?", stdin=b"text")
+    assert proc.returncode == 3
+    assert str(config).encode() in proc.stderr and b"max_iteratoins" in proc.stderr
+
+
+def test_config_file_values_apply_and_flags_win(write_script: Callable[..., str], tmp_path: Path) -> None:
+    script = write_script([repl("print(1)")] * 5)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"provider: scripted\nscript: {script}\nmax-iterations: 2\n")
+    proc = run_rlm("ask", "--config", str(config), "--json", "q?", stdin=b"text")
+    assert json.loads(proc.stdout)["iterations"] == 3  # 2 iterations, then the last turn
+    proc = run_rlm("ask", "--config", str(config), "--max-iterations", "1", "--json", "q?", stdin=b"text")
+    assert json.loads(proc.stdout)["iterations"] == 2
+
+
+def test_max_iterations_gives_best_effort_and_exit_6(write_script: Callable[..., str], tmp_path: Path) -> None:
+    script = write_script([repl("x = 1"), repl("x += 1"), "I could not finish.\nFINAL(partial answer)"])
+    trace = tmp_path / "t.jsonl"
+    proc = run_rlm(
+        "ask", "--provider", "scripted", "--script", script, "--max-iterations", "2",
+        "--trace", str(trace), "--json", "q?", stdin=b"text",
+    )
+    assert proc.returncode == 6
+    data = json.loads(proc.stdout)
+    assert data["status"] == "max_iterations"
+    assert data["answer"] == "partial answer"
+    assert read_trace(trace)[-1]["status"] == "max_iterations"
+
+
+def test_script_running_out_exits_5_and_trace_has_summary(write_script: Callable[..., str], tmp_path: Path) -> None:
+    script = write_script([repl("print(len(context))")])
+    trace = tmp_path / "t.jsonl"
+    proc = run_rlm("ask", "--provider", "scripted", "--script", script, "--trace", str(trace), "q?", stdin=b"text")
+    assert proc.returncode == 5
+    assert b"root replies" in proc.stderr
+    assert len(proc.stderr.decode().splitlines()[-1:]) == 1
+    records = read_trace(trace)
+    assert records[0]["type"] == "trace_header"
+    assert [r["type"] for r in records].count("cell_finished") == 1
+    assert records[-1]["type"] == "run_finished" and records[-1]["status"] == "error"
+
+
+def test_cell_timeout_stops_the_cell_and_the_run_continues(write_script: Callable[..., str]) -> None:
+    script = write_script(
+        [repl("kept = 7"), repl("while True: pass"), repl("FINAL(kept)")],
+    )
+    started = time.monotonic()
+    proc = run_rlm(
+        "ask", "--provider", "scripted", "--script", script, "--cell-timeout", "2", "q?", stdin=b"text"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"7\n"  # the variable survived the interrupt
+    assert b"timed out" in proc.stderr
+    assert time.monotonic() - started < 10
+
+
+def test_worker_crash_restarts_and_the_model_is_told(write_script: Callable[..., str], tmp_path: Path) -> None:
+    script = write_script(
+        [repl("kept = 7"), repl("import os; os._exit(1)"), repl("FINAL(str(globals().get('kept')) + ' ' + context)")],
+    )
+    trace = tmp_path / "t.jsonl"
+    proc = run_rlm(
+        "ask", "--provider", "scripted", "--script", script, "--trace", str(trace), "q?", stdin=b"text"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"None text\n"  # variables lost, context reloaded
+    cells = [r for r in read_trace(trace) if r["type"] == "cell_finished"]
+    assert cells[1]["worker_restarted"] is True
+    assert "variable you defined is lost" in cells[1]["output"]
+
+
+def test_help_teaches_and_imports_no_vendor_sdk() -> None:
+    code = (
+        "import sys\n"
+        "sys.argv = ['rlm', 'ask', '--help']\n"
+        "from rlm_cli.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "bad = [m for m in ('openai', 'anthropic', 'tiktoken', 'httpx') if m in sys.modules]\n"
+        "print('IMPORTED', bad, file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "IMPORTED []" in proc.stderr
+    assert "Exit codes" in proc.stdout and "--max-iterations" in proc.stdout
+
+
+def test_sigkill_keeps_every_completed_step(write_script: Callable[..., str], tmp_path: Path) -> None:
+    script = write_script([repl("print('step one')"), repl("import time\ntime.sleep(60)")])
+    trace = tmp_path / "t.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlm_cli", "ask", "--provider", "scripted", "--script", script,
+         "--trace", str(trace), "q?"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(b"text")
+    proc.stdin.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if trace.exists() and trace.read_text().count('"cell_started"') == 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    records = read_trace(trace)
+    types = [r["type"] for r in records]
+    assert types[0] == "trace_header"
+    assert types.count("cell_finished") == 1 and types.count("cell_started") == 2
+    assert records[types.index("cell_finished")]["output"] == "step one\n"
+
+
+def test_ctrl_c_exits_130_with_an_interrupted_summary(write_script: Callable[..., str], tmp_path: Path) -> None:
+    script = write_script([repl("import time\ntime.sleep(60)")])
+    trace = tmp_path / "t.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlm_cli", "ask", "--provider", "scripted", "--script", script,
+         "--trace", str(trace), "q?"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(b"text")
+    proc.stdin.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (trace.exists() and '"cell_started"' in trace.read_text()):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=20)
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = proc.stdout.read(), proc.stderr.read()
+    assert proc.returncode == 130, err
+    assert out == b""
+    assert read_trace(trace)[-1]["status"] == "interrupted"
+
+
+def test_python_m_and_version() -> None:
+    proc = run_rlm("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith(b"rlm ")
+    assert os.path.basename(sys.executable)  # the module entry point is what run_rlm uses

@@ -1,0 +1,468 @@
+"""The REPL sandbox, driven through the real `Sandbox` class with real worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from rlm_cli import inputs as rlm_inputs
+from rlm_cli.inputs import Inputs
+from rlm_cli.sandbox.host import CellResult, QueryRequest, Sandbox
+
+T = TypeVar("T")
+
+
+class EchoUpper:
+    """A sub-call handler that answers each prompt with the prompt upper-cased, and records calls."""
+
+    def __init__(self) -> None:
+        self.requests: list[QueryRequest] = []
+
+    async def __call__(self, request: QueryRequest) -> list[str]:
+        self.requests.append(request)
+        return [prompt.upper() for prompt in request.prompts]
+
+
+def with_sandbox(
+    inputs: Inputs,
+    body: Callable[[Sandbox], Awaitable[T]],
+    *,
+    output_limit: int = 20_000,
+    on_query: Callable[[QueryRequest], Awaitable[list[str]]] | None = None,
+) -> T:
+    """Start a sandbox on `inputs`, run `body` with it, then close it and clean the inputs up."""
+
+    async def main() -> T:
+        sandbox = Sandbox(inputs, output_limit=output_limit, on_query=on_query or EchoUpper())
+        await sandbox.start()
+        try:
+            return await body(sandbox)
+        finally:
+            await sandbox.close()
+
+    try:
+        return asyncio.run(main())
+    finally:
+        inputs.cleanup()
+
+
+def run_cells(
+    cells: list[str],
+    context: Any = "hello world",
+    *,
+    timeout: float = 10.0,
+    output_limit: int = 20_000,
+    on_query: Callable[[QueryRequest], Awaitable[list[str]]] | None = None,
+) -> list[CellResult]:
+    """Run `cells` one after another in one sandbox holding `context`."""
+
+    async def body(sandbox: Sandbox) -> list[CellResult]:
+        return [await sandbox.execute(code, timeout) for code in cells]
+
+    return with_sandbox(
+        rlm_inputs.from_value(context), body, output_limit=output_limit, on_query=on_query
+    )
+
+
+# ----- cells like a notebook -----
+
+
+def test_namespace_persists_across_cells() -> None:
+    first, second = run_cells(["x = 41", "x += 1\nprint(x)"])
+    assert not first.error and first.output == ""
+    assert not second.error
+    assert second.output == "42\n"
+
+
+def test_bare_last_expression_is_echoed_and_none_is_not() -> None:
+    echoed, none, assigned, printed = run_cells(
+        ["a = [1, 2]\na + [3]", "None", "b = 'quiet'", "print('once')\nb"]
+    )
+    assert echoed.output == "[1, 2, 3]\n"
+    assert none.output == ""
+    assert assigned.output == ""
+    assert printed.output == "once\n'quiet'\n"
+
+
+def test_stdout_and_stderr_are_captured() -> None:
+    (result,) = run_cells(["import sys\nprint('to out')\nprint('to err', file=sys.stderr)"])
+    assert not result.error
+    assert "to out\n" in result.output
+    assert "to err\n" in result.output
+
+
+def test_traceback_starts_in_the_cell() -> None:
+    (result,) = run_cells(["print('before')\ndef f():\n    return 1 / 0\nf()"])
+    assert result.error
+    assert result.output.startswith("before\n")
+    assert "Traceback (most recent call last)" in result.output
+    assert "ZeroDivisionError: division by zero" in result.output
+    assert '"<cell 1>", line 4' in result.output
+    assert "return 1 / 0" in result.output  # the cell's source line is shown
+    assert "run_cell" not in result.output
+    assert "worker.py" not in result.output
+
+
+def test_syntax_error_is_reported() -> None:
+    bad, good = run_cells(["print('not run')\nx = (1,\n", "print('still fine')"])
+    assert bad.error
+    assert "SyntaxError" in bad.output
+    assert "not run" not in bad.output  # nothing of the cell ran
+    assert "was never closed" in bad.output
+    assert "run_cell" not in bad.output
+    assert not good.error and good.output == "still fine\n"
+
+
+def test_output_is_capped_keeping_head_and_tail() -> None:
+    (result,) = run_cells(
+        ["print('HEAD' + 'x' * 100_000 + 'TAIL', end='')"], output_limit=1000
+    )
+    total = 100_008
+    assert result.output_chars == total
+    assert result.output.startswith("HEAD")
+    assert result.output.endswith("TAIL")
+    cut = total - 1000
+    assert f"{cut:,}" in result.output
+    assert f"{cut:,} of {total:,} characters cut" in result.output
+    assert len(result.output) < 1300
+
+
+def test_output_below_the_cap_is_kept_whole() -> None:
+    (result,) = run_cells(["print('y' * 999, end='')"], output_limit=1000)
+    assert result.output == "y" * 999
+    assert result.output_chars == 999
+
+
+# ----- answers -----
+
+
+def test_final_gives_the_answer() -> None:
+    none, final, after = run_cells(["x = 1", "FINAL(6 * 7)", "y = 2"])
+    assert none.final is None and none.final_source is None
+    assert final.final == "42"
+    assert final.final_source == "FINAL"
+    assert after.final is None
+
+
+def test_final_var_gives_the_variable() -> None:
+    (result,) = run_cells(["result = 'the answer'\nFINAL_VAR('result')"])
+    assert not result.error
+    assert result.final == "the answer"
+    assert result.final_source == "FINAL_VAR"
+
+
+def test_final_var_with_a_missing_name_lists_the_variables() -> None:
+    (result,) = run_cells(["alpha = 1\nbeta = 'b'\nFINAL_VAR('resutl')"])
+    assert result.error
+    assert result.final is None
+    assert result.final_source is None
+    assert "NameError" in result.output
+    assert "resutl" in result.output
+    assert "alpha" in result.output and "beta" in result.output
+
+
+def test_answer_dict_form() -> None:
+    not_ready, ready = run_cells(
+        [
+            "answer = {'content': 'draft', 'ready': False}",
+            "answer['content'] = 'done'\nanswer['ready'] = True",
+        ]
+    )
+    assert not_ready.final is None
+    assert ready.final == "done"
+    assert ready.final_source == "answer"
+
+
+def test_rebinding_scaffold_names_is_undone_for_the_next_cell() -> None:
+    results = run_cells(
+        [
+            "llm_query = None\nFINAL = 'oops'\ncontext = 'clobbered'",
+            "print(context)\nprint(llm_query('hi'))",
+            "FINAL('ok')",
+        ],
+        context="the original",
+    )
+    assert not results[0].error
+    assert not results[1].error, results[1].output
+    assert results[1].output == "the original\nHI\n"
+    assert results[2].final == "ok"
+
+
+# ----- sub-calls -----
+
+
+def test_llm_query_goes_to_the_handler() -> None:
+    handler = EchoUpper()
+    (result,) = run_cells(["r = llm_query('abc', model='small')\nr"], on_query=handler)
+    assert result.output == "'ABC'\n"
+    (request,) = handler.requests
+    assert request.prompts == ["abc"]
+    assert request.model == "small"
+    assert not request.batched
+
+
+def test_llm_query_batched_of_a_thousand_prompts_keeps_order() -> None:
+    handler = EchoUpper()
+    (result,) = run_cells(
+        [
+            "prompts = [f'p{i}' for i in range(1000)]\n"
+            "replies = llm_query_batched(prompts)\n"
+            "print(len(replies), replies == [p.upper() for p in prompts], replies[:3], replies[-1])"
+        ],
+        on_query=handler,
+    )
+    assert not result.error, result.output
+    assert result.output == "1000 True ['P0', 'P1', 'P2'] P999\n"
+    assert sum(len(request.prompts) for request in handler.requests) == 1000
+    assert all(request.batched for request in handler.requests)
+
+
+def test_llm_query_from_many_user_threads() -> None:
+    async def slow_echo(request: QueryRequest) -> list[str]:
+        await asyncio.sleep(0.05)
+        return [prompt.upper() for prompt in request.prompts]
+
+    (result,) = run_cells(
+        [
+            "from concurrent.futures import ThreadPoolExecutor\n"
+            "with ThreadPoolExecutor(8) as pool:\n"
+            "    replies = list(pool.map(llm_query, [f'q{i}' for i in range(40)]))\n"
+            "print(replies == [f'Q{i}' for i in range(40)])"
+        ],
+        on_query=slow_echo,
+    )
+    assert not result.error, result.output
+    assert result.output == "True\n"
+    # 40 calls of 50 ms each ran concurrently, not one after another.
+    assert result.elapsed_s < 1.5
+
+
+# ----- timeouts, crashes, restarts -----
+
+
+def test_infinite_loop_times_out_and_the_namespace_survives() -> None:
+    async def body(sandbox: Sandbox) -> tuple[CellResult, float, CellResult]:
+        await sandbox.execute("keep = 'still here'", 10)
+        started = time.monotonic()
+        looped = await sandbox.execute("while True: pass", 2)
+        elapsed = time.monotonic() - started
+        after = await sandbox.execute("print(keep, context)", 10)
+        return looped, elapsed, after
+
+    looped, elapsed, after = with_sandbox(rlm_inputs.from_value("ctx"), body)
+    assert elapsed < 3
+    assert looped.timed_out
+    assert not looped.restarted
+    assert looped.error
+    assert "time limit" in looped.output
+    assert not after.error, after.output
+    assert after.output == "still here ctx\n"
+
+
+def test_cell_ignoring_keyboard_interrupt_is_killed_and_the_worker_restarted() -> None:
+    async def body(sandbox: Sandbox) -> tuple[int | None, CellResult, int | None, CellResult]:
+        await sandbox.execute("keep = 1", 10)
+        old_pid = sandbox.pid
+        stubborn = await sandbox.execute(
+            "import time\n"
+            "while True:\n"
+            "    try:\n"
+            "        time.sleep(10)\n"
+            "    except KeyboardInterrupt:\n"
+            "        pass",
+            1,
+        )
+        new_pid = sandbox.pid
+        after = await sandbox.execute("print(context)\nprint('keep' in globals())", 10)
+        return old_pid, stubborn, new_pid, after
+
+    old_pid, stubborn, new_pid, after = with_sandbox(rlm_inputs.from_value("ctx again"), body)
+    assert stubborn.restarted
+    assert stubborn.timed_out
+    assert stubborn.error
+    assert "restarted" in stubborn.output
+    assert old_pid is not None and new_pid is not None and new_pid != old_pid
+    assert not pid_alive(old_pid)
+    assert not after.error, after.output
+    assert after.output == "ctx again\nFalse\n"
+
+
+def test_os_exit_restarts_the_worker() -> None:
+    crashed, after = run_cells(
+        ["lost = 1\nimport os\nos._exit(1)", "print(context)\nprint('lost' in globals())"],
+        context="reloaded",
+    )
+    assert crashed.restarted
+    assert crashed.error
+    assert not crashed.timed_out
+    assert "exit code 1" in crashed.output
+    assert not after.error, after.output
+    assert after.output == "reloaded\nFalse\n"
+
+
+def test_writes_to_fd_1_do_not_corrupt_the_protocol() -> None:
+    junk, after = run_cells(
+        [
+            "import os\nos.write(1, b'junk' * 1000)\nos.write(1, b'\\x00\\x00\\x00\\x05{}')\n"
+            "print('fine')",
+            "print(context)",
+        ],
+        context="intact",
+    )
+    assert not junk.error and not junk.restarted, junk.output
+    assert junk.output == "fine\n"
+    assert not after.restarted
+    assert after.output == "intact\n"
+
+
+def test_worker_environment_has_no_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-value")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret")
+    monkeypatch.setenv("RLM_SOMETHING", "x")
+    (result,) = run_cells(["import os\nprint(sorted(os.environ))\nprint(os.environ)"])
+    assert not result.error, result.output
+    assert "OPENAI_API_KEY" not in result.output
+    assert "ANTHROPIC_API_KEY" not in result.output
+    assert "RLM_SOMETHING" not in result.output
+    assert "secret" not in result.output
+
+
+def test_sys_exit_does_not_kill_the_worker() -> None:
+    async def body(sandbox: Sandbox) -> tuple[int | None, CellResult, int | None, CellResult]:
+        await sandbox.execute("keep = 5", 10)
+        pid = sandbox.pid
+        exited = await sandbox.execute("import sys\nsys.exit(3)", 10)
+        return pid, exited, sandbox.pid, await sandbox.execute("keep", 10)
+
+    pid, exited, pid_after, after = with_sandbox(rlm_inputs.from_value("c"), body)
+    assert exited.error
+    assert not exited.restarted
+    assert "SystemExit" in exited.output
+    assert pid_after == pid
+    assert after.output == "5\n"
+
+
+def test_show_vars_lists_variables() -> None:
+    empty, listed = run_cells(
+        ["SHOW_VARS()", "import json\nnums = [1, 2, 3]\nname = 'abc'\ndef helper(): pass\nSHOW_VARS()"]
+    )
+    assert "No variables yet." in empty.output
+    assert "nums: list, len 3" in listed.output
+    assert "name: str, len 3" in listed.output
+    assert "helper" not in listed.output
+    assert "json" not in listed.output
+    assert "context" not in listed.output
+
+
+# ----- context -----
+
+
+def test_string_context_and_metadata() -> None:
+    async def body(sandbox: Sandbox) -> tuple[dict[str, Any], CellResult]:
+        return sandbox.meta, await sandbox.execute("print(type(context).__name__, len(context))", 10)
+
+    meta, result = with_sandbox(rlm_inputs.from_value("line one\nline two\n"), body)
+    assert meta["type"] == "str"
+    assert meta["chars"] == 18
+    assert meta["lines"] == 2
+    assert result.output == "str 18\n"
+
+
+def test_dict_context_from_values() -> None:
+    (result,) = run_cells(["print(context['b'], sorted(context))"], context={"b": [1, 2], "a": "x"})
+    assert result.output == "[1, 2] ['a', 'b']\n"
+
+
+def test_dict_context_from_several_files_keeps_order(tmp_path: Path) -> None:
+    (tmp_path / "zeta.txt").write_text("Z text")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "b.md").write_text("B text")
+    (docs / "a.md").write_text("A text")
+    (tmp_path / "alpha.txt").write_text("alpha text")
+    zeta, alpha = str(tmp_path / "zeta.txt"), str(tmp_path / "alpha.txt")
+    inputs = rlm_inputs.resolve([zeta, str(docs), alpha], None)
+
+    async def body(sandbox: Sandbox) -> tuple[dict[str, Any], CellResult]:
+        return sandbox.meta, await sandbox.execute("print(list(context.items()))", 10)
+
+    meta, result = with_sandbox(inputs, body)
+    expected = [(zeta, "Z text"), ("a.md", "A text"), ("b.md", "B text"), (alpha, "alpha text")]
+    assert result.output == f"{expected!r}\n"
+    assert meta["type"] == "dict"
+    assert meta["entries"] == 4
+    assert [name for name, _size in meta["files"]] == [zeta, "a.md", "b.md", alpha]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "bom"),
+    [("utf-16-le", b"\xff\xfe"), ("utf-16-be", b"\xfe\xff"), ("utf-8", b"\xef\xbb\xbf")],
+)
+def test_context_from_a_file_with_a_bom_decodes(tmp_path: Path, encoding: str, bom: bytes) -> None:
+    text = "héllo wörld ✓\nsecond line\n"
+    path = tmp_path / "bom.txt"
+    path.write_bytes(bom + text.encode(encoding))
+    inputs = rlm_inputs.resolve([str(path)], None)
+    assert inputs.shape == "single"
+
+    async def body(sandbox: Sandbox) -> CellResult:
+        return await sandbox.execute("print(repr(context))", 10)
+
+    result = with_sandbox(inputs, body)
+    assert result.output == f"{text!r}\n"
+
+
+def test_close_leaves_no_process() -> None:
+    async def body(sandbox: Sandbox) -> int | None:
+        await sandbox.execute("x = 1", 10)
+        return sandbox.pid
+
+    async def main() -> tuple[int | None, int | None]:
+        inputs = rlm_inputs.from_value("c")
+        sandbox = Sandbox(inputs, output_limit=1000, on_query=EchoUpper())
+        try:
+            await sandbox.start()
+            pid = await body(sandbox)
+            assert pid is not None and pid_alive(pid)
+            await sandbox.close()
+            return pid, sandbox.pid
+        finally:
+            inputs.cleanup()
+
+    pid, pid_after = asyncio.run(main())
+    assert pid is not None
+    assert pid_after is None
+    assert not pid_alive(pid)
+
+
+def test_close_kills_children_of_cells() -> None:
+    async def body(sandbox: Sandbox) -> int:
+        result = await sandbox.execute(
+            "import subprocess\nchild = subprocess.Popen(['sleep', '60'])\nprint(child.pid)", 10
+        )
+        return int(result.output.strip())
+
+    child_pid = with_sandbox(rlm_inputs.from_value("c"), body)
+    deadline = time.monotonic() + 2
+    while pid_alive(child_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(child_pid)
+
+
+def pid_alive(pid: int) -> bool:
+    """True if `pid` is a live process (a zombie counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(") ", 1)[1][:1] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
