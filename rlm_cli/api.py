@@ -8,7 +8,6 @@ from typing import Any
 
 from rlm_cli.config import Settings, load_settings
 from rlm_cli.engine.run import Run, RunResult
-from rlm_cli.errors import RlmError
 from rlm_cli.events import Event, EventBus, EventHandler
 from rlm_cli.inputs import Inputs, from_value
 from rlm_cli.providers import Provider, make_providers
@@ -35,7 +34,11 @@ class RLM:
         if root_provider is not None and "provider" not in settings:
             settings["provider"] = root_provider.name
         self.settings: Settings = load_settings(settings, Path(config) if config else None)
-        self._providers = (root_provider, worker_provider)
+        if root_provider is None:
+            root_provider, made_worker = make_providers(self.settings)
+            worker_provider = worker_provider or made_worker
+        self._root = root_provider
+        self._worker = worker_provider or root_provider
 
     def completion(
         self, context: Any, question: str, on_event: EventHandler | None = None
@@ -70,13 +73,8 @@ class RLM:
                 trace = TraceWriter(self.settings.trace, full=self.settings.trace_full)
                 trace.header(question, self.settings.public(), inputs.summary())
                 bus.subscribe(trace)
-            try:
-                root, worker = self._resolve_providers()
-            except RlmError as exc:
-                if trace is not None:
-                    trace.failed_before_start(str(exc))
-                raise
-            result = await Run(question, inputs, self.settings, root, worker, bus).execute()
+            run = Run(question, inputs, self.settings, self._root, self._worker, bus)
+            result = await run.execute()
         finally:
             if trace is not None:
                 trace.close()
@@ -84,10 +82,3 @@ class RLM:
                 inputs.cleanup()
         result.events = events
         return result
-
-    def _resolve_providers(self) -> tuple[Provider, Provider]:
-        root, worker = self._providers
-        if root is not None:
-            return root, worker or root
-        made_root, made_worker = make_providers(self.settings)
-        return made_root, worker or made_worker

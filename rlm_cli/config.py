@@ -70,12 +70,6 @@ class Settings:
         _check(0 < self.cell_timeout <= 86_400, "cell_timeout", "must be between 0 and 86400 seconds")
         _check(1 <= self.max_concurrency <= 1024, "max_concurrency", "must be between 1 and 1024")
         _check(1_000 <= self.output_limit <= 10_000_000, "output_limit", "must be 1000 or more")
-        uses_script = "scripted" in (self.provider, self.worker_provider)
-        _check(
-            not uses_script or bool(self.script),
-            "script",
-            "the scripted provider needs --script FILE (see README: 'The scripted provider')",
-        )
         return self
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -123,11 +124,26 @@ def test_missing_input_exits_2_with_one_line(write_script: Callable[..., str], t
     assert str(missing) in records[-1]["error"]
 
 
-def test_no_input_and_no_pipe_is_a_usage_error() -> None:
-    # stdin is a closed-for-reading terminal stand-in: /dev/null counts as piped but empty.
-    proc = run_rlm("ask", "--provider", "scripted", "--script", "x.yaml", "q?", stdin=b"")
+def test_empty_stdin_is_a_usage_error(write_script: Callable[..., str]) -> None:
+    script = write_script([repl("FINAL(1)")])
+    proc = run_rlm("ask", "--provider", "scripted", "--script", script, "q?", stdin=b"")
     assert proc.returncode == 2
     assert b"standard input is empty" in proc.stderr
+
+
+def test_no_input_on_a_terminal_is_a_usage_error(write_script: Callable[..., str]) -> None:
+    script = write_script([repl("FINAL(1)")])
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "rlm_cli", "ask", "--provider", "scripted", "--script", script, "q?"],
+            stdin=follower, capture_output=True, timeout=60,
+        )
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(b"rlm: error: no input")
 
 
 def test_bad_flag_exits_2() -> None:

@@ -110,16 +110,18 @@ def _run(
 
     question, paths = args[-1], args[:-1]
     trace_path = overrides.get("trace")
+    rlm = None
     try:
-        if not question.strip():
-            raise UsageError("the question is empty; give it as the last argument")
-        rlm = RLM(config=config, **overrides)
         try:
+            if not question.strip():
+                raise UsageError("the question is empty; give it as the last argument")
+            rlm = RLM(config=config, **overrides)
             inputs = resolve(paths, _piped_stdin())
         except RlmError as exc:
             if trace_path:  # every run leaves a trace, even one that never started
-                writer = TraceWriter(trace_path, full=False)
-                writer.header(question, rlm.settings.public(), None)
+                settings = rlm.settings.public() if rlm else overrides
+                writer = TraceWriter(trace_path)
+                writer.header(question, settings, None)
                 writer.failed_before_start(str(exc))
                 writer.close()
             raise

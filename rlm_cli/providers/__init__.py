@@ -21,7 +21,11 @@ def _make(name: str, settings: Settings) -> Provider:
     if name == "scripted":
         from rlm_cli.providers.scripted import ScriptedProvider
 
-        assert settings.script is not None  # Settings.validate guarantees it
+        if not settings.script:
+            raise ConfigError(
+                "setting script: the scripted provider needs --script FILE "
+                "(see README: 'The scripted provider')"
+            )
         return ScriptedProvider.from_file(settings.script)
     raise ConfigError(
         f"provider {name!r} is not available in this version yet; use --provider scripted --script FILE"
