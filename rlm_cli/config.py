@@ -18,6 +18,7 @@ import yaml
 from rlm_cli.errors import ConfigError
 
 PROVIDERS = ("openai", "anthropic", "scripted")
+PATH_SETTINGS = frozenset({"script"})
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,9 @@ class Settings:
 
     def public(self) -> dict[str, Any]:
         """The settings as recorded in traces and `--json`: no secrets live in Settings."""
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "origin"}
+        data = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "origin"
+        }
         data["root_model"] = self.root_model
         data["worker_model"] = self.worker_model
         return data
@@ -67,14 +70,20 @@ class Settings:
             f"must be one of {', '.join(PROVIDERS)}",
         )
         _check(1 <= self.max_iterations <= 1000, "max_iterations", "must be between 1 and 1000")
-        _check(0 < self.cell_timeout <= 86_400, "cell_timeout", "must be between 0 and 86400 seconds")
+        _check(
+            0 < self.cell_timeout <= 86_400, "cell_timeout", "must be between 0 and 86400 seconds"
+        )
         _check(1 <= self.max_concurrency <= 1024, "max_concurrency", "must be between 1 and 1024")
         _check(1_000 <= self.output_limit <= 10_000_000, "output_limit", "must be 1000 or more")
         return self
 
 
 DEFAULT_MODELS = {"openai": "gpt-5", "anthropic": "claude-sonnet-4-5", "scripted": "scripted-root"}
-DEFAULT_SUB_MODELS = {"openai": "gpt-5-mini", "anthropic": "claude-haiku-4-5", "scripted": "scripted-worker"}
+DEFAULT_SUB_MODELS = {
+    "openai": "gpt-5-mini",
+    "anthropic": "claude-haiku-4-5",
+    "scripted": "scripted-worker",
+}
 FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Settings)) - {"origin"}
 
 
@@ -107,7 +116,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
     for key, value in data.items():
         name = str(key).replace("-", "_")
         if name not in FIELD_NAMES:
-            raise ConfigError(f"{path}: unknown setting {key!r}; see configs/example.yaml for the known ones")
+            raise ConfigError(
+                f"{path}: unknown setting {key!r}; see configs/example.yaml for the known ones"
+            )
+        if name in PATH_SETTINGS and isinstance(value, str) and not os.path.isabs(value):
+            value = str(path.parent / value)  # a path in a config file is relative to the file
         values[name] = value
     return values
 
@@ -148,4 +161,6 @@ def _check_types(settings: Settings) -> None:
         if kind in expected and (
             not isinstance(value, expected[kind]) or (kind is not bool and isinstance(value, bool))
         ):
-            raise ConfigError(f"setting {f.name} ({where}): expected {kind.__name__}, got {value!r}")
+            raise ConfigError(
+                f"setting {f.name} ({where}): expected {kind.__name__}, got {value!r}"
+            )

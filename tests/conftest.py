@@ -23,7 +23,9 @@ def repl(code: str, prose: str = "") -> str:
 def write_script(tmp_path: Path) -> Callable[..., str]:
     """Write a scripted-provider file and return its path."""
 
-    def write(root: list[str], sub: list[dict[str, str]] | None = None, name: str = "s.yaml") -> str:
+    def write(
+        root: list[str], sub: list[dict[str, str]] | None = None, name: str = "s.yaml"
+    ) -> str:
         path = tmp_path / name
         path.write_text(yaml.safe_dump({"root": root, "sub": sub or [{"reply": "ok"}]}))
         return str(path)

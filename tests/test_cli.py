@@ -32,7 +32,9 @@ def find_code_script(write_script: Callable[..., str]) -> str:
 
 def test_piped_stdin_prints_exactly_the_answer(write_script: Callable[..., str]) -> None:
     script = find_code_script(write_script)
-    proc = run_rlm("ask", "--provider", "scripted", "--script", script, "what is the code?", stdin=HAYSTACK)
+    proc = run_rlm(
+        "ask", "--provider", "scripted", "--script", script, "what is the code?", stdin=HAYSTACK
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"the code is 42\n"
     assert b"iteration 1/30" in proc.stderr  # progress goes to stderr, not stdout
@@ -42,8 +44,16 @@ def test_json_is_one_object(write_script: Callable[..., str], tmp_path: Path) ->
     script = find_code_script(write_script)
     trace = tmp_path / "run.jsonl"
     proc = run_rlm(
-        "ask", "--provider", "scripted", "--script", script, "--json", "--trace", str(trace),
-        "what is the code?", stdin=HAYSTACK,
+        "ask",
+        "--provider",
+        "scripted",
+        "--script",
+        script,
+        "--json",
+        "--trace",
+        str(trace),
+        "what is the code?",
+        stdin=HAYSTACK,
     )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
@@ -67,7 +77,9 @@ def test_quiet_prints_nothing_on_stderr(write_script: Callable[..., str]) -> Non
     assert proc.stderr == b""
 
 
-def test_two_files_and_a_directory_make_a_dict(write_script: Callable[..., str], tmp_path: Path) -> None:
+def test_two_files_and_a_directory_make_a_dict(
+    write_script: Callable[..., str], tmp_path: Path
+) -> None:
     (tmp_path / "a.txt").write_text("alpha")
     (tmp_path / "b.md").write_text("beta")
     docs = tmp_path / "docs"
@@ -77,8 +89,15 @@ def test_two_files_and_a_directory_make_a_dict(write_script: Callable[..., str],
     (docs / "m.txt").write_text("em")
     script = write_script([repl("import json\nFINAL(json.dumps(list(context.items())))")])
     proc = run_rlm(
-        "ask", "--provider", "scripted", "--script", script,
-        str(tmp_path / "a.txt"), str(tmp_path / "b.md"), str(docs), "what is here?",
+        "ask",
+        "--provider",
+        "scripted",
+        "--script",
+        script,
+        str(tmp_path / "a.txt"),
+        str(tmp_path / "b.md"),
+        str(docs),
+        "what is here?",
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == [
@@ -93,7 +112,9 @@ def test_two_files_and_a_directory_make_a_dict(write_script: Callable[..., str],
 def test_one_file_is_a_str(write_script: Callable[..., str], tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("alpha\r\nbeta")
     script = write_script([repl("FINAL(type(context).__name__ + repr(context))")])
-    proc = run_rlm("ask", "--provider", "scripted", "--script", script, str(tmp_path / "a.txt"), "q?")
+    proc = run_rlm(
+        "ask", "--provider", "scripted", "--script", script, str(tmp_path / "a.txt"), "q?"
+    )
     assert proc.stdout == b"str'alpha\\r\\nbeta'\n"  # line endings are kept as they are
 
 
@@ -101,18 +122,40 @@ def test_dash_reads_stdin_beside_files(write_script: Callable[..., str], tmp_pat
     (tmp_path / "a.txt").write_text("alpha")
     script = write_script([repl("FINAL(sorted(context.items()))")])
     proc = run_rlm(
-        "ask", "--provider", "scripted", "--script", script, "-", str(tmp_path / "a.txt"), "q?",
+        "ask",
+        "--provider",
+        "scripted",
+        "--script",
+        script,
+        "-",
+        str(tmp_path / "a.txt"),
+        "q?",
         stdin=b"piped",
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.decode() == str(sorted({"<stdin>": "piped", str(tmp_path / "a.txt"): "alpha"}.items())) + "\n"
+    assert (
+        proc.stdout.decode()
+        == str(sorted({"<stdin>": "piped", str(tmp_path / "a.txt"): "alpha"}.items())) + "\n"
+    )
 
 
-def test_missing_input_exits_2_with_one_line(write_script: Callable[..., str], tmp_path: Path) -> None:
+def test_missing_input_exits_2_with_one_line(
+    write_script: Callable[..., str], tmp_path: Path
+) -> None:
     script = write_script([repl("FINAL(1)")])
     trace = tmp_path / "t.jsonl"
     missing = tmp_path / "nope.txt"
-    proc = run_rlm("ask", "--provider", "scripted", "--script", script, "--trace", str(trace), str(missing), "q?")
+    proc = run_rlm(
+        "ask",
+        "--provider",
+        "scripted",
+        "--script",
+        script,
+        "--trace",
+        str(trace),
+        str(missing),
+        "q?",
+    )
     assert proc.returncode == 2
     assert proc.stdout == b""
     lines = proc.stderr.decode().strip().splitlines()
@@ -136,8 +179,20 @@ def test_no_input_on_a_terminal_is_a_usage_error(write_script: Callable[..., str
     leader, follower = pty.openpty()
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "rlm_cli", "ask", "--provider", "scripted", "--script", script, "q?"],
-            stdin=follower, capture_output=True, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "rlm_cli",
+                "ask",
+                "--provider",
+                "scripted",
+                "--script",
+                script,
+                "q?",
+            ],
+            stdin=follower,
+            capture_output=True,
+            timeout=60,
         )
     finally:
         os.close(leader)
@@ -165,22 +220,40 @@ def test_unknown_config_key_exits_3(tmp_path: Path) -> None:
     assert str(config).encode() in proc.stderr and b"max_iteratoins" in proc.stderr
 
 
-def test_config_file_values_apply_and_flags_win(write_script: Callable[..., str], tmp_path: Path) -> None:
+def test_config_file_values_apply_and_flags_win(
+    write_script: Callable[..., str], tmp_path: Path
+) -> None:
     script = write_script([repl("print(1)")] * 5)
     config = tmp_path / "c.yaml"
     config.write_text(f"provider: scripted\nscript: {script}\nmax-iterations: 2\n")
     proc = run_rlm("ask", "--config", str(config), "--json", "q?", stdin=b"text")
     assert json.loads(proc.stdout)["iterations"] == 3  # 2 iterations, then the last turn
-    proc = run_rlm("ask", "--config", str(config), "--max-iterations", "1", "--json", "q?", stdin=b"text")
+    proc = run_rlm(
+        "ask", "--config", str(config), "--max-iterations", "1", "--json", "q?", stdin=b"text"
+    )
     assert json.loads(proc.stdout)["iterations"] == 2
 
 
-def test_max_iterations_gives_best_effort_and_exit_6(write_script: Callable[..., str], tmp_path: Path) -> None:
-    script = write_script([repl("x = 1"), repl("x += 1"), "I could not finish.\nFINAL(partial answer)"])
+def test_max_iterations_gives_best_effort_and_exit_6(
+    write_script: Callable[..., str], tmp_path: Path
+) -> None:
+    script = write_script(
+        [repl("x = 1"), repl("x += 1"), "I could not finish.\nFINAL(partial answer)"]
+    )
     trace = tmp_path / "t.jsonl"
     proc = run_rlm(
-        "ask", "--provider", "scripted", "--script", script, "--max-iterations", "2",
-        "--trace", str(trace), "--json", "q?", stdin=b"text",
+        "ask",
+        "--provider",
+        "scripted",
+        "--script",
+        script,
+        "--max-iterations",
+        "2",
+        "--trace",
+        str(trace),
+        "--json",
+        "q?",
+        stdin=b"text",
     )
     assert proc.returncode == 6
     data = json.loads(proc.stdout)
@@ -189,10 +262,22 @@ def test_max_iterations_gives_best_effort_and_exit_6(write_script: Callable[...,
     assert read_trace(trace)[-1]["status"] == "max_iterations"
 
 
-def test_script_running_out_exits_5_and_trace_has_summary(write_script: Callable[..., str], tmp_path: Path) -> None:
+def test_script_running_out_exits_5_and_trace_has_summary(
+    write_script: Callable[..., str], tmp_path: Path
+) -> None:
     script = write_script([repl("print(len(context))")])
     trace = tmp_path / "t.jsonl"
-    proc = run_rlm("ask", "--provider", "scripted", "--script", script, "--trace", str(trace), "q?", stdin=b"text")
+    proc = run_rlm(
+        "ask",
+        "--provider",
+        "scripted",
+        "--script",
+        script,
+        "--trace",
+        str(trace),
+        "q?",
+        stdin=b"text",
+    )
     assert proc.returncode == 5
     assert b"root replies" in proc.stderr
     assert len(proc.stderr.decode().splitlines()[-1:]) == 1
@@ -202,13 +287,23 @@ def test_script_running_out_exits_5_and_trace_has_summary(write_script: Callable
     assert records[-1]["type"] == "run_finished" and records[-1]["status"] == "error"
 
 
-def test_cell_timeout_stops_the_cell_and_the_run_continues(write_script: Callable[..., str]) -> None:
+def test_cell_timeout_stops_the_cell_and_the_run_continues(
+    write_script: Callable[..., str],
+) -> None:
     script = write_script(
         [repl("kept = 7"), repl("while True: pass"), repl("FINAL(kept)")],
     )
     started = time.monotonic()
     proc = run_rlm(
-        "ask", "--provider", "scripted", "--script", script, "--cell-timeout", "2", "q?", stdin=b"text"
+        "ask",
+        "--provider",
+        "scripted",
+        "--script",
+        script,
+        "--cell-timeout",
+        "2",
+        "q?",
+        stdin=b"text",
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"7\n"  # the variable survived the interrupt
@@ -216,13 +311,27 @@ def test_cell_timeout_stops_the_cell_and_the_run_continues(write_script: Callabl
     assert time.monotonic() - started < 10
 
 
-def test_worker_crash_restarts_and_the_model_is_told(write_script: Callable[..., str], tmp_path: Path) -> None:
+def test_worker_crash_restarts_and_the_model_is_told(
+    write_script: Callable[..., str], tmp_path: Path
+) -> None:
     script = write_script(
-        [repl("kept = 7"), repl("import os; os._exit(1)"), repl("FINAL(str(globals().get('kept')) + ' ' + context)")],
+        [
+            repl("kept = 7"),
+            repl("import os; os._exit(1)"),
+            repl("FINAL(str(globals().get('kept')) + ' ' + context)"),
+        ],
     )
     trace = tmp_path / "t.jsonl"
     proc = run_rlm(
-        "ask", "--provider", "scripted", "--script", script, "--trace", str(trace), "q?", stdin=b"text"
+        "ask",
+        "--provider",
+        "scripted",
+        "--script",
+        script,
+        "--trace",
+        str(trace),
+        "q?",
+        stdin=b"text",
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"None text\n"  # variables lost, context reloaded
@@ -245,13 +354,28 @@ def test_help_teaches_and_imports_no_vendor_sdk() -> None:
     assert "Exit codes" in proc.stdout and "--max-iterations" in proc.stdout
 
 
-def test_sigkill_keeps_every_completed_step(write_script: Callable[..., str], tmp_path: Path) -> None:
+def test_sigkill_keeps_every_completed_step(
+    write_script: Callable[..., str], tmp_path: Path
+) -> None:
     script = write_script([repl("print('step one')"), repl("import time\ntime.sleep(60)")])
     trace = tmp_path / "t.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rlm_cli", "ask", "--provider", "scripted", "--script", script,
-         "--trace", str(trace), "q?"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "rlm_cli",
+            "ask",
+            "--provider",
+            "scripted",
+            "--script",
+            script,
+            "--trace",
+            str(trace),
+            "q?",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     assert proc.stdin is not None
     proc.stdin.write(b"text")
@@ -270,19 +394,36 @@ def test_sigkill_keeps_every_completed_step(write_script: Callable[..., str], tm
     assert records[types.index("cell_finished")]["output"] == "step one\n"
 
 
-def test_ctrl_c_exits_130_with_an_interrupted_summary(write_script: Callable[..., str], tmp_path: Path) -> None:
+def test_ctrl_c_exits_130_with_an_interrupted_summary(
+    write_script: Callable[..., str], tmp_path: Path
+) -> None:
     script = write_script([repl("import time\ntime.sleep(60)")])
     trace = tmp_path / "t.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rlm_cli", "ask", "--provider", "scripted", "--script", script,
-         "--trace", str(trace), "q?"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "rlm_cli",
+            "ask",
+            "--provider",
+            "scripted",
+            "--script",
+            script,
+            "--trace",
+            str(trace),
+            "q?",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     assert proc.stdin is not None
     proc.stdin.write(b"text")
     proc.stdin.close()
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (trace.exists() and '"cell_started"' in trace.read_text()):
+    while time.monotonic() < deadline and not (
+        trace.exists() and '"cell_started"' in trace.read_text()
+    ):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=20)

@@ -6,7 +6,6 @@ import hashlib
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,11 @@ def rlm_with(root: list[str], sub: list[dict[str, str]] | None = None, **setting
 
 def test_batched_thousand_prompts_come_back_in_order() -> None:
     rlm = rlm_with(
-        [repl("replies = llm_query_batched([f'item {i}' for i in range(1000)])\nFINAL_VAR('replies')")],
+        [
+            repl(
+                "replies = llm_query_batched([f'item {i}' for i in range(1000)])\nFINAL_VAR('replies')"
+            )
+        ],
         [{"match": r"item (\d+)", "reply": r"reply \1"}],
     )
     result = rlm.completion("ctx", "q")
@@ -50,7 +53,9 @@ def test_prose_final_is_ignored_in_a_turn_with_code() -> None:
 
 
 def test_prose_final_is_accepted_in_a_turn_without_code() -> None:
-    result = rlm_with([repl("print(context)"), 'I have it.\nFINAL("the answer")']).completion("c", "q")
+    result = rlm_with([repl("print(context)"), 'I have it.\nFINAL("the answer")']).completion(
+        "c", "q"
+    )
     assert result.answer == "the answer"
     assert [e.source for e in result.events if isinstance(e, FinalAnswer)] == ["prose"]
 
@@ -68,9 +73,9 @@ def test_answer_dict_ends_the_run() -> None:
 
 
 def test_final_var_missing_name_lists_variables_and_the_run_goes_on() -> None:
-    result = rlm_with([repl("total = 3\nFINAL_VAR('totl')"), repl("FINAL_VAR('total')")]).completion(
-        "c", "q"
-    )
+    result = rlm_with(
+        [repl("total = 3\nFINAL_VAR('totl')"), repl("FINAL_VAR('total')")]
+    ).completion("c", "q")
     cells = [e for e in result.events if isinstance(e, CellFinished)]
     assert cells[0].error and "totl" in cells[0].output and "total" in cells[0].output
     assert result.answer == "3"
@@ -118,8 +123,10 @@ def test_script_exhausted_raises_provider_error() -> None:
 def test_trace_shortens_long_subcall_prompts(tmp_path: Path) -> None:
     long_prompt = "p" * 5_000
     trace = tmp_path / "t.jsonl"
-    rlm_with([repl(f"r = llm_query('{long_prompt}')\nFINAL(r)")], trace=str(trace)).completion("c", "q")
-    started = [r for r in read_trace(trace) if r["type"] == "subcall_started"][0]
+    rlm_with([repl(f"r = llm_query('{long_prompt}')\nFINAL(r)")], trace=str(trace)).completion(
+        "c", "q"
+    )
+    started = next(r for r in read_trace(trace) if r["type"] == "subcall_started")
     assert started["prompt"]["length"] == 5_000
     assert started["prompt"]["sha256"] == hashlib.sha256(long_prompt.encode()).hexdigest()
     assert len(started["prompt"]["head"]) + len(started["prompt"]["tail"]) == 2_000
@@ -128,20 +135,22 @@ def test_trace_shortens_long_subcall_prompts(tmp_path: Path) -> None:
     rlm_with(
         [repl(f"r = llm_query('{long_prompt}')\nFINAL(r)")], trace=str(full), trace_full=True
     ).completion("c", "q")
-    started = [r for r in read_trace(full) if r["type"] == "subcall_started"][0]
+    started = next(r for r in read_trace(full) if r["type"] == "subcall_started")
     assert started["prompt"] == long_prompt
 
 
 def test_trace_header_and_summary(tmp_path: Path) -> None:
     trace = tmp_path / "t.jsonl"
-    result = rlm_with([repl("FINAL(len(context))")], trace=str(trace)).completion("hello", "how long?")
+    result = rlm_with([repl("FINAL(len(context))")], trace=str(trace)).completion(
+        "hello", "how long?"
+    )
     records = read_trace(trace)
     header, summary = records[0], records[-1]
     assert header["type"] == "trace_header" and header["format_version"] == 1
     assert header["question"] == "how long?" and header["inputs"]["files"] == 1
     assert summary["type"] == "run_finished" and summary["answer"] == "5"
     assert summary["usage"] == result.usage
-    assert all("root_text_delta" != r["type"] for r in records)
+    assert all(r["type"] != "root_text_delta" for r in records)
     json.dumps(records)  # everything in the trace is plain JSON
 
 
@@ -170,15 +179,18 @@ def test_worker_imports_only_the_standard_library() -> None:
     import rlm_cli.sandbox.worker as worker
 
     source = Path(worker.__file__).read_text()
-    assert "rlm_cli" not in "\n".join(l for l in source.splitlines() if l.startswith(("import", "from")))
+    assert "rlm_cli" not in "\n".join(
+        x for x in source.splitlines() if x.startswith(("import", "from"))
+    )
 
 
 def test_event_json_is_stable() -> None:
     event = FinalAnswer("run1", iteration=2, answer="x", source="FINAL", ts=1.0)
     assert event.to_json() == {
-        "type": "final_answer", "run_id": "run1", "ts": 1.0, "iteration": 2, "answer": "x", "source": "FINAL",
+        "type": "final_answer",
+        "run_id": "run1",
+        "ts": 1.0,
+        "iteration": 2,
+        "answer": "x",
+        "source": "FINAL",
     }
-
-
-def never_called(_: object) -> Callable[[], None]:  # pragma: no cover - keeps mypy quiet on helpers
-    raise AssertionError

@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 
 class EchoUpper:
-    """A sub-call handler that answers each prompt with the prompt upper-cased, and records calls."""
+    """A sub-call handler answering each prompt upper-cased; it records the requests."""
 
     def __init__(self) -> None:
         self.requests: list[QueryRequest] = []
@@ -120,9 +120,7 @@ def test_syntax_error_is_reported() -> None:
 
 
 def test_output_is_capped_keeping_head_and_tail() -> None:
-    (result,) = run_cells(
-        ["print('HEAD' + 'x' * 100_000 + 'TAIL', end='')"], output_limit=1000
-    )
+    (result,) = run_cells(["print('HEAD' + 'x' * 100_000 + 'TAIL', end='')"], output_limit=1000)
     total = 100_008
     assert result.output_chars == total
     assert result.output.startswith("HEAD")
@@ -391,7 +389,10 @@ def test_sys_exit_does_not_kill_the_worker() -> None:
 
 def test_show_vars_lists_variables() -> None:
     empty, listed = run_cells(
-        ["SHOW_VARS()", "import json\nnums = [1, 2, 3]\nname = 'abc'\ndef helper(): pass\nSHOW_VARS()"]
+        [
+            "SHOW_VARS()",
+            "import json\nnums = [1, 2, 3]\nname = 'abc'\ndef helper(): pass\nSHOW_VARS()",
+        ]
     )
     assert "No variables yet." in empty.output
     assert "nums: list, len 3" in listed.output
@@ -406,7 +407,9 @@ def test_show_vars_lists_variables() -> None:
 
 def test_string_context_and_metadata() -> None:
     async def body(sandbox: Sandbox) -> tuple[dict[str, Any], CellResult]:
-        return sandbox.meta, await sandbox.execute("print(type(context).__name__, len(context))", 10)
+        return sandbox.meta, await sandbox.execute(
+            "print(type(context).__name__, len(context))", 10
+        )
 
     meta, result = with_sandbox(rlm_inputs.from_value("line one\nline two\n"), body)
     assert meta["type"] == "str"

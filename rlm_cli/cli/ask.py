@@ -15,10 +15,10 @@ from rlm_cli.errors import EXIT_CODES, Interrupted, RlmError, UsageError
 
 EPILOG = (
     "Examples:\n\n"
-    "  rlm ask server.log \"Which service logged the most errors?\"\n\n"
-    "  cat big.log | rlm ask \"When did the outage start?\"\n\n"
-    "  rlm ask src/ README.md \"Where is the retry policy configured?\" --json\n\n"
-    "  rlm ask --provider scripted --script samples/find_code.yaml samples/haystack.txt \"What is the code?\"\n\n"
+    '  rlm ask server.log "Which service logged the most errors?"\n\n'
+    '  cat big.log | rlm ask "When did the outage start?"\n\n'
+    '  rlm ask src/ README.md "Where is the retry policy configured?" --json\n\n'
+    '  rlm ask --provider scripted --script samples/find_code.yaml samples/haystack.txt "What is the code?"\n\n'
     "Exit codes: " + " · ".join(f"{code} {what}" for code, what in EXIT_CODES.items())
 )
 
@@ -68,9 +68,12 @@ def ask(
         bool, typer.Option("--trace-full", help="Keep long sub-call prompts whole in the trace.")
     ] = False,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object with the answer, status and usage.")
+        bool,
+        typer.Option("--json", help="Print one JSON object with the answer, status and usage."),
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Show no progress on stderr.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Show no progress on stderr.")
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
 ) -> None:
     """Answer QUESTION about the INPUTS (files, directories, or piped stdin).
@@ -144,7 +147,9 @@ def _run(
             )
         return 1
     if result.error is not None:
-        return _fail(result.error, as_json, trace_path, debug, result_json(result.__dict__, trace_path))
+        return _fail(
+            result.error, as_json, trace_path, debug, result_json(result.__dict__, trace_path)
+        )
     if as_json:
         _print_json(result_json(result.__dict__, trace_path))
     elif result.answer is not None:

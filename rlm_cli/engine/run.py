@@ -87,7 +87,9 @@ class Run:
             bus=bus,
             ledger=self.ledger,
         )
-        self.sandbox = Sandbox(inputs, output_limit=settings.output_limit, on_query=self.router.handle)
+        self.sandbox = Sandbox(
+            inputs, output_limit=settings.output_limit, on_query=self.router.handle
+        )
         self.messages: list[Message] = []
         self.iterations = 0
         self.cells = 0
@@ -150,7 +152,9 @@ class Run:
     async def _loop(self, meta: dict[str, Any]) -> tuple[str, Final | None]:
         limit = self.settings.max_iterations
         self.messages = [
-            Message("system", prompts.system_prompt(DEFAULT_SUBCALL_CHARS, self.settings.output_limit)),
+            Message(
+                "system", prompts.system_prompt(DEFAULT_SUBCALL_CHARS, self.settings.output_limit)
+            ),
             Message("user", prompts.first_message(self.question, meta)),
         ]
         for iteration in range(1, limit + 1):

@@ -27,7 +27,9 @@ class UsageLedger:
         totals.calls += 1
         totals.usage = totals.usage + usage
         # One call of unknown price makes the model's total unknown: never report it as free.
-        totals.cost_usd = None if totals.cost_usd is None or cost_usd is None else totals.cost_usd + cost_usd
+        totals.cost_usd = (
+            None if totals.cost_usd is None or cost_usd is None else totals.cost_usd + cost_usd
+        )
 
     @property
     def total(self) -> Usage:

@@ -5,6 +5,7 @@ The host only stats and sniffs files here; it never reads an input whole (the wo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -36,7 +37,12 @@ class Source:
     format: Literal["text", "json"] = "text"
 
     def wire(self) -> dict[str, Any]:
-        return {"name": self.name, "path": self.path, "encoding": self.encoding, "format": self.format}
+        return {
+            "name": self.name,
+            "path": self.path,
+            "encoding": self.encoding,
+            "format": self.format,
+        }
 
 
 @dataclass
@@ -64,10 +70,8 @@ class Inputs:
 
     def cleanup(self) -> None:
         for path in self.temp_paths:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-            except FileNotFoundError:
-                pass
         self.temp_paths.clear()
 
 
@@ -79,7 +83,9 @@ def resolve(args: list[str], stdin: BinaryIO | None) -> Inputs:
     """Resolve command-line inputs. `-` (or no args with `stdin` given) reads stdin."""
     if not args:
         if stdin is None:
-            raise UsageError("no input: give files or directories before the question, or pipe text in")
+            raise UsageError(
+                "no input: give files or directories before the question, or pipe text in"
+            )
         args = ["-"]
     inputs = Inputs(sources=[], shape="single")
     directories = 0
@@ -105,7 +111,9 @@ def resolve(args: list[str], stdin: BinaryIO | None) -> Inputs:
 
 def from_value(value: Any) -> Inputs:
     """Inputs for a Python value (the library API, child runs): written to a private temp file."""
-    fd, path = tempfile.mkstemp(prefix="rlm-context-", suffix=".txt" if isinstance(value, str) else ".json")
+    fd, path = tempfile.mkstemp(
+        prefix="rlm-context-", suffix=".txt" if isinstance(value, str) else ".json"
+    )
     with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
         if isinstance(value, str):
             handle.write(value)
@@ -136,7 +144,9 @@ def _file_source(arg: str, name: str) -> Source:
             head = handle.read(4)
     except PermissionError:
         raise UsageError(f"{arg}: permission denied; check the file's permissions") from None
-    return Source(name=name, path=os.path.abspath(arg), size=info.st_size, encoding=_sniff_encoding(head))
+    return Source(
+        name=name, path=os.path.abspath(arg), size=info.st_size, encoding=_sniff_encoding(head)
+    )
 
 
 def _sniff_encoding(head: bytes) -> str:

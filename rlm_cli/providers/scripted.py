@@ -47,7 +47,9 @@ class ScriptedProvider:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"{path}: cannot read the script ({exc.strerror}); check --script") from None
+            raise ConfigError(
+                f"{path}: cannot read the script ({exc.strerror}); check --script"
+            ) from None
         try:
             data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
         except (ValueError, yaml.YAMLError) as exc:
@@ -61,10 +63,14 @@ class ScriptedProvider:
             raise ConfigError(f"{source}: a script is a mapping with the keys 'root' and 'sub'")
         unknown = set(data) - {"root", "sub"}
         if unknown:
-            raise ConfigError(f"{source}: unknown key {sorted(unknown)[0]!r}; a script has only 'root' and 'sub'")
+            raise ConfigError(
+                f"{source}: unknown key {sorted(unknown)[0]!r}; a script has only 'root' and 'sub'"
+            )
         root = data.get("root") or []
         if not isinstance(root, list) or not all(isinstance(r, str) for r in root):
-            raise ConfigError(f"{source}: 'root' must be a list of strings (the root model's replies)")
+            raise ConfigError(
+                f"{source}: 'root' must be a list of strings (the root model's replies)"
+            )
         rules = []
         for index, rule in enumerate(data.get("sub") or []):
             if not isinstance(rule, dict) or not isinstance(rule.get("reply"), str):
@@ -73,7 +79,9 @@ class ScriptedProvider:
             try:
                 compiled = re.compile(pattern, re.DOTALL) if pattern is not None else None
             except (re.error, TypeError) as exc:
-                raise ConfigError(f"{source}: sub rule {index + 1} has a bad 'match' regex: {exc}") from None
+                raise ConfigError(
+                    f"{source}: sub rule {index + 1} has a bad 'match' regex: {exc}"
+                ) from None
             rules.append(SubRule(compiled, rule["reply"]))
         return cls(root, rules, source)
 
@@ -87,7 +95,9 @@ class ScriptedProvider:
             input_tokens=-(-prompt_chars // CHARS_PER_TOKEN),
             output_tokens=-(-len(text) // CHARS_PER_TOKEN),
         )
-        return Completion(text=text, model=request.model, usage=usage, finish_reason="stop", cost_usd=0.0)
+        return Completion(
+            text=text, model=request.model, usage=usage, finish_reason="stop", cost_usd=0.0
+        )
 
     async def stream(self, request: ModelRequest, on_text: TextCallback) -> Completion:
         completion = await self.complete(request)

@@ -219,10 +219,11 @@ class Sandbox:
                 os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
             await proc.wait()
-        for task in (self._reader, self._stderr_task):
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        tasks = [t for t in (self._reader, self._stderr_task) if t is not None]
+        self._reader = self._stderr_task = None
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _send(self, message: dict[str, Any]) -> None:
         proc = self._proc

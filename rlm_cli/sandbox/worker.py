@@ -155,7 +155,10 @@ class Worker:
                 with open(source["path"], encoding="utf-8") as handle:
                     return json.load(handle)
             with open(
-                source["path"], encoding=source.get("encoding", "utf-8"), errors="replace", newline=""
+                source["path"],
+                encoding=source.get("encoding", "utf-8"),
+                errors="replace",
+                newline="",
             ) as handle:
                 return handle.read()
 
@@ -207,11 +210,11 @@ class Worker:
             items = [_as_prompt(p) for p in prompts]
             return self._query(items, model, batched=True) if items else []
 
-        def FINAL(value: Any) -> None:  # noqa: N802 - the name the model is taught
+        def FINAL(value: Any) -> None:
             """End the run with `value` (converted to str) as the answer."""
             self.final, self.final_source = value, "FINAL"
 
-        def FINAL_VAR(name: Any) -> None:  # noqa: N802
+        def FINAL_VAR(name: Any) -> None:
             """End the run with the value of the variable called `name` as the answer."""
             if not isinstance(name, str):
                 # The model passed the value itself; that is what it meant to return.
@@ -227,7 +230,7 @@ class Worker:
                 )
             self.final, self.final_source = self.namespace[key], "FINAL_VAR"
 
-        def SHOW_VARS() -> None:  # noqa: N802
+        def SHOW_VARS() -> None:
             """Print the variables defined so far, with their types and sizes."""
             names = self.user_variables()
             if not names:
@@ -264,13 +267,14 @@ class Worker:
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         error = interrupted = False
         saved = sys.stdout, sys.stderr
-        sys.stdout = sys.stderr = out  # type: ignore[assignment]
+        sys.stdout = sys.stderr = out
         self.in_cell = True
         try:
             tree = ast.parse(code, filename, "exec")
             last = None
             if tree.body and isinstance(tree.body[-1], ast.Expr):
-                last = ast.Expression(tree.body.pop().value)
+                last = ast.Expression(tree.body[-1].value)
+                tree.body.pop()
             exec(compile(tree, filename, "exec"), self.namespace)
             if last is not None:
                 value = eval(compile(last, filename, "eval"), self.namespace)
@@ -284,15 +288,16 @@ class Worker:
             print("SystemExit: exiting is not allowed here; the REPL keeps running.")
         except BaseException as exc:
             error = True
-            if isinstance(exc, SyntaxError):
-                traceback.print_exception(type(exc), exc, None, file=out)
-            else:
-                # Skip this function's own frame so the traceback starts in the cell.
-                traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next, file=out)
+            # Skip this function's own frame so the traceback starts in the cell.
+            frames = exc.__traceback__
+            cell_frames = None if isinstance(exc, SyntaxError) or frames is None else frames.tb_next
+            traceback.print_exception(type(exc), exc, cell_frames, file=out)
         finally:
             self.in_cell = False
             sys.stdout, sys.stderr = saved
-        self.namespace.update(self.scaffold)  # rebinding `context` or `FINAL` must not break the run
+        self.namespace.update(
+            self.scaffold
+        )  # rebinding `context` or `FINAL` must not break the run
         answer = self.namespace.get("answer")
         if self.final_source is None and isinstance(answer, dict) and answer.get("ready"):
             self.final, self.final_source = answer.get("content"), "answer"
@@ -359,7 +364,10 @@ def describe(context: Any) -> dict[str, Any]:
         meta["chars"] = len(context)
         meta["lines"] = context.count("\n") + (0 if context.endswith("\n") or not context else 1)
     elif isinstance(context, dict):
-        sizes = [(str(k), len(v) if isinstance(v, str) else len(json.dumps(v))) for k, v in context.items()]
+        sizes = [
+            (str(k), len(v) if isinstance(v, str) else len(json.dumps(v)))
+            for k, v in context.items()
+        ]
         meta["chars"] = sum(size for _, size in sizes)
         meta["entries"] = len(sizes)
         meta["files"] = sizes[:1000]

@@ -29,7 +29,9 @@ class TraceWriter:
         except OSError as exc:
             raise UsageError(f"--trace {path}: cannot write the trace ({exc.strerror})") from None
 
-    def header(self, question: str, settings: dict[str, Any], inputs: dict[str, Any] | None) -> None:
+    def header(
+        self, question: str, settings: dict[str, Any], inputs: dict[str, Any] | None
+    ) -> None:
         self._write(
             {
                 "type": "trace_header",
@@ -54,7 +56,14 @@ class TraceWriter:
         """The summary line for a run that never started (bad input, bad settings)."""
         self(
             RunFinished(
-                "", status=status, answer=None, iterations=0, subcalls=0, usage={}, elapsed_s=0.0, error=error
+                "",
+                status=status,
+                answer=None,
+                iterations=0,
+                subcalls=0,
+                usage={},
+                elapsed_s=0.0,
+                error=error,
             )
         )
 

@@ -44,7 +44,9 @@ class PlainView:
             return f"iteration {event.iteration}/{event.max_iterations}{last}"
         if isinstance(event, RootReply):
             tokens = format_usage(event.usage)
-            prose = first_line(event.text.split("```", 1)[0]) or f"{event.code_blocks} code block(s)"
+            prose = (
+                first_line(event.text.split("```", 1)[0]) or f"{event.code_blocks} code block(s)"
+            )
             return f"  root replied · {event.elapsed_s:.2f}s · {tokens} · {prose}"
         if isinstance(event, CellFinished):
             status = "error" if event.error else "ok"
@@ -52,7 +54,11 @@ class PlainView:
                 status = "timed out"
             if event.worker_restarted:
                 status += ", worker restarted"
-            tail = f" · {first_line(event.output.strip().splitlines()[-1])}" if event.error and event.output.strip() else ""
+            tail = (
+                f" · {first_line(event.output.strip().splitlines()[-1])}"
+                if event.error and event.output.strip()
+                else ""
+            )
             return f"  cell {event.cell} · {status} · {event.elapsed_s:.2f}s · {event.output_chars:,} chars out{tail}"
         if isinstance(event, SubcallStarted):
             if event.batch_id is not None:
