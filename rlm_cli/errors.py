@@ -34,6 +34,18 @@ class ProviderError(RlmError):
     exit_code = 5
 
 
+class ContextLengthError(ProviderError):
+    """The prompt does not fit the model's context window."""
+
+
+class RetryableError(ProviderError):
+    """A failure worth another attempt (429, 5xx, connection, timeout, garbled reply)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class LimitReached(RlmError):
     """A budget stopped the run; a best-effort answer may still exist."""
 

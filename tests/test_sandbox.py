@@ -137,6 +137,23 @@ def test_output_below_the_cap_is_kept_whole() -> None:
     assert result.output_chars == 999
 
 
+def test_output_capping_with_many_small_writes() -> None:
+    (result,) = run_cells(["for i in range(20_000):\n    print(i)"], output_limit=1000)
+    total = sum(len(f"{i}\n") for i in range(20_000))
+    assert result.output_chars == total
+    assert result.output.startswith("0\n1\n2\n")
+    assert result.output.endswith("\n19998\n19999\n")
+    assert f"{total - 1000:,} of {total:,} characters cut" in result.output
+
+
+def test_stdout_write_returns_the_characters_written() -> None:
+    (result,) = run_cells(
+        ["import sys\nn = sys.stdout.write('y' * 700)\nm = sys.stdout.write('z' * 10)\n(n, m)"],
+        output_limit=1000,
+    )
+    assert result.output.endswith("(700, 10)\n")
+
+
 # ----- answers -----
 
 
@@ -259,12 +276,6 @@ def test_timeout_while_waiting_for_a_sub_call() -> None:
     assert after.output == "'kept'\n"
 
 
-@pytest.mark.xfail(
-    reason="BUG: host.py Sandbox._answer does not catch exceptions from on_query: no reply is "
-    "sent, the cell's llm_query blocks until the cell timeout, and asyncio logs 'Task exception "
-    "was never retrieved'",
-    strict=True,
-)
 def test_failing_query_handler_fails_the_call_not_the_cell_timeout() -> None:
     async def broken(request: QueryRequest) -> list[str]:
         raise ValueError("handler failed")
@@ -272,14 +283,17 @@ def test_failing_query_handler_fails_the_call_not_the_cell_timeout() -> None:
     async def body(sandbox: Sandbox) -> tuple[CellResult, float]:
         started = time.monotonic()
         result = await sandbox.execute(
-            "try:\n    llm_query('x')\nexcept Exception as exc:\n    print('raised', exc)", 3
+            "try:\n    reply = llm_query('x')\nexcept Exception as exc:\n    reply = f'raised {exc}'\n"
+            "print(reply)",
+            3,
         )
         return result, time.monotonic() - started
 
     result, elapsed = with_sandbox(rlm_inputs.from_value("c"), body, on_query=broken)
+    # Either llm_query raises or it returns an error text; the cell must not hang till its limit.
     assert not result.timed_out
     assert elapsed < 2
-    assert "raised" in result.output
+    assert result.output.strip()
 
 
 # ----- timeouts, crashes, restarts -----
@@ -510,3 +524,9 @@ def pid_alive(pid: int) -> bool:
             return handle.read().split(") ", 1)[1][:1] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+def test_lone_surrogates_in_output_become_valid_text() -> None:
+    (result,) = run_cells(["print(b'ok\\xff'.decode('utf-8', 'surrogateescape'))"])
+    assert result.output == "ok?\n"
+    result.output.encode("utf-8")  # strict: safe for stdout, traces and HTTP bodies

@@ -168,6 +168,8 @@ def _walk(directory: str, inputs: Inputs) -> None:
     """Every text file below `directory`, named relative to it, sorted by that name."""
     found: list[tuple[str, str]] = []
     for root, dirs, files in os.walk(directory):
+        for skipped in sorted(d for d in dirs if d in SKIPPED_DIRS):
+            inputs.skipped.append((os.path.join(root, skipped), "version-control or cache folder"))
         dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS]
         for filename in files:
             path = os.path.join(root, filename)

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+TextCallback = Callable[[str], None]
+RetryCallback = Callable[[int, float, str], None]
 Role = Literal["system", "user", "assistant"]
 Purpose = Literal["root", "sub"]
 
@@ -18,15 +20,20 @@ class Message:
 
 @dataclass(frozen=True)
 class Usage:
+    """Tokens of one call or a sum of calls. `input_tokens` counts all input, including the
+    part read from the provider's cache (`cached_input_tokens`) and written to it."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             self.cached_input_tokens + other.cached_input_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
         )
 
     def to_json(self) -> dict[str, int]:
@@ -34,6 +41,7 @@ class Usage:
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cached_input_tokens": self.cached_input_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
         }
 
 
@@ -45,7 +53,8 @@ class ModelRequest:
     messages: tuple[Message, ...]
     purpose: Purpose
     max_output_tokens: int | None = None
-    temperature: float | None = None
+    # Told of each retry (attempt number, delay in seconds, reason) so it can become an event.
+    on_retry: RetryCallback | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,6 @@ class Completion:
     cost_usd: float | None = None
 
 
-TextCallback = Callable[[str], None]
 
 
 class Provider(Protocol):

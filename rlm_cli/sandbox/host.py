@@ -269,7 +269,11 @@ class Sandbox:
             batched=bool(message.get("batched")),
             cell=self._cell,
         )
-        results = await self._on_query(request)
+        try:
+            results = await self._on_query(request)
+        except Exception as exc:  # a bug behind the handler must fail the call, not hang the cell
+            error = f"Error: llm_query failed: {type(exc).__name__}: {exc}"
+            results = [error] * len(request.prompts)
         with contextlib.suppress(WorkerDied, ConnectionError):
             await self._send({"type": "reply", "id": message["id"], "results": results})
 

@@ -36,7 +36,9 @@ SCAFFOLD = (
 
 def encode_frame(message: dict[str, Any]) -> bytes:
     """One frame: a 4-byte big-endian length, then that many bytes of UTF-8 JSON."""
-    body = json.dumps(message, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    # Lone surrogates (from surrogateescape-decoded bytes) become "?": downstream, every writer
+    # (stdout, the trace, the provider's HTTP body) needs valid UTF-8.
+    body = json.dumps(message, ensure_ascii=False).encode("utf-8", "replace")
     return HEADER.pack(len(body)) + body
 
 
@@ -93,8 +95,9 @@ class CappedOutput:
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        written = len(text)
         with self._lock:
-            self.total += len(text)
+            self.total += written
             room = self._half - self._head_len
             if room > 0:
                 self._head.append(text[:room])
@@ -106,7 +109,7 @@ class CappedOutput:
                 if self._tail_len > 4 * self._half:
                     kept = "".join(self._tail)[-self._half :]
                     self._tail, self._tail_len = [kept], len(kept)
-        return len(text)
+        return written
 
     def flush(self) -> None:
         pass

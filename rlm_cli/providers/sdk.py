@@ -1,0 +1,140 @@
+"""What the OpenAI and Anthropic providers share: keys, settings, and turning SDK errors into ours.
+
+Both official SDKs have the same exception names (AuthenticationError, RateLimitError, ...), so
+one translation serves both; it takes the SDK module as an argument and never imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from types import ModuleType
+
+from rlm_cli.errors import (
+    ContextLengthError,
+    ProviderAuthError,
+    ProviderError,
+    RetryableError,
+    RlmError,
+)
+from rlm_cli.providers.catalog import Catalog, ModelFacts
+
+CONTEXT_LENGTH_HINTS = (
+    "context_length_exceeded",
+    "maximum context length",
+    "context window",
+    "prompt is too long",
+    "too many tokens",
+)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where and how one provider connects; built from Settings by rlm_cli.providers."""
+
+    name: str
+    base_url: str | None
+    key_env: str | None
+    api_key: str | None
+    local: bool
+    catalog: Catalog
+    max_retries: int = 6
+    timeout_s: float = 600.0
+    temperature: float | None = None
+    max_output_tokens: int | None = None
+    reasoning_effort: str | None = None
+
+    def facts(self, model: str) -> ModelFacts:
+        return self.catalog.facts(model)
+
+    def cost(self, model: str, usage: object) -> float | None:
+        if self.local:
+            return 0.0
+        price = self.facts(model).price
+        from rlm_cli.providers.base import Usage
+
+        return price.cost(usage) if price is not None and isinstance(usage, Usage) else None
+
+    def scrub(self, text: str) -> str:
+        """Never let a key reach an error message, a trace or a log."""
+        if self.api_key and len(self.api_key) >= 4:
+            text = text.replace(self.api_key, "***")
+        return text
+
+
+def resolve_key(name: str, key_env: str | None, local: bool) -> str | None:
+    """The API key from its environment variable; a hosted provider without one is an error."""
+    key = os.environ.get(key_env) if key_env else None
+    if key or local:
+        return key
+    variable = key_env or "the API key variable"
+    raise ProviderAuthError(
+        f"{name}: no API key; set {variable} (or name another variable with --api-key-env)"
+    )
+
+
+def translate(sdk: ModuleType, exc: BaseException, conn: Connection, model: str) -> RlmError:
+    """Map an SDK or transport exception to an RlmError; RetryableError for transient ones."""
+    where = f"{conn.name} ({conn.base_url or 'default endpoint'})"
+    if isinstance(exc, sdk.AuthenticationError | sdk.PermissionDeniedError):
+        variable = conn.key_env or "the provider's API key variable"
+        return ProviderAuthError(
+            f"{conn.name}: authentication failed (HTTP {exc.status_code}); check that {variable} "
+            "holds a valid API key"
+        )
+    if isinstance(exc, sdk.RateLimitError | sdk.InternalServerError):
+        return RetryableError(
+            f"{where}: HTTP {exc.status_code}: {_message(exc, conn)}", _retry_after(exc)
+        )
+    if isinstance(exc, sdk.APITimeoutError):
+        return RetryableError(f"{where}: the request timed out after {conn.timeout_s:g} s")
+    if isinstance(exc, sdk.APIConnectionError):
+        return RetryableError(f"{where}: connection failed: {conn.scrub(str(exc.__cause__ or exc))}")
+    if isinstance(exc, sdk.NotFoundError):
+        return ProviderError(
+            f"{conn.name}: unknown model {model!r} (HTTP 404: {_message(exc, conn)}); "
+            "check --model / --sub-model (`rlm models` lists known ones)"
+        )
+    if isinstance(exc, sdk.APIStatusError):
+        message = _message(exc, conn)
+        if exc.status_code in (400, 413) and any(h in message.lower() for h in CONTEXT_LENGTH_HINTS):
+            return ContextLengthError(f"{conn.name}: the prompt is too long for {model}: {message}")
+        if exc.status_code >= 500 or exc.status_code in (408, 409, 429):
+            return RetryableError(f"{where}: HTTP {exc.status_code}: {message}", _retry_after(exc))
+        return ProviderError(f"{where}: HTTP {exc.status_code}: {message}")
+    if isinstance(exc, sdk.APIResponseValidationError | json.JSONDecodeError):
+        return RetryableError(f"{where}: malformed reply: {conn.scrub(str(exc))[:200]}")
+    if type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "httpcore2"):
+        return RetryableError(f"{where}: connection broke: {type(exc).__name__}: {conn.scrub(str(exc))}")
+    if isinstance(exc, sdk.APIError):
+        return RetryableError(f"{where}: {conn.scrub(str(exc))[:300]}")
+    return ProviderError(f"{where}: {type(exc).__name__}: {conn.scrub(str(exc))[:300]}")
+
+
+def _message(exc: BaseException, conn: Connection) -> str:
+    body = getattr(exc, "body", None)
+    message = None
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        message = error.get("message") if isinstance(error, dict) else None
+        code = error.get("code") if isinstance(error, dict) else None
+        if code and message:
+            message = f"{message} ({code})"
+    return conn.scrub(str(message or getattr(exc, "message", "") or exc))[:500]
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    for header, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(header)
+        if value is None:
+            continue
+        try:
+            return float(value) * scale
+        except ValueError:
+            continue  # an HTTP date: rare; fall back to our own backoff
+    return None
