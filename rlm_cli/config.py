@@ -17,8 +17,7 @@ import yaml
 
 from rlm_cli.errors import ConfigError
 
-PROVIDERS = ("openai", "anthropic", "scripted")
-PATH_SETTINGS = frozenset({"script"})
+PATH_SETTINGS = frozenset({"script", "prices"})
 
 
 @dataclass(frozen=True)
@@ -28,6 +27,16 @@ class Settings:
     sub_provider: str | None = None
     sub_model: str | None = None
     script: str | None = None
+    base_url: str | None = None
+    sub_base_url: str | None = None
+    api_key_env: str | None = None
+    sub_api_key_env: str | None = None
+    temperature: float | None = None
+    max_output_tokens: int | None = None
+    reasoning_effort: str | None = None
+    max_retries: int = 6
+    request_timeout: float = 600.0
+    prices: str | None = None
     max_iterations: int = 30
     cell_timeout: float = 120.0
     max_concurrency: int = 16
@@ -63,12 +72,21 @@ class Settings:
         return data
 
     def validate(self) -> Settings:
-        _check(self.provider in PROVIDERS, "provider", f"must be one of {', '.join(PROVIDERS)}")
         _check(
-            self.sub_provider is None or self.sub_provider in PROVIDERS,
-            "sub_provider",
-            f"must be one of {', '.join(PROVIDERS)}",
+            self.reasoning_effort in (None, "low", "medium", "high"),
+            "reasoning_effort",
+            "must be low, medium or high",
         )
+        _check(
+            self.temperature is None or 0 <= self.temperature <= 2, "temperature", "must be 0 to 2"
+        )
+        _check(
+            self.max_output_tokens is None or self.max_output_tokens >= 1,
+            "max_output_tokens",
+            "must be 1 or more",
+        )
+        _check(1 <= self.max_retries <= 20, "max_retries", "must be between 1 and 20 attempts")
+        _check(0 < self.request_timeout <= 3600, "request_timeout", "must be 0 to 3600 seconds")
         _check(1 <= self.max_iterations <= 1000, "max_iterations", "must be between 1 and 1000")
         _check(
             0 < self.cell_timeout <= 86_400, "cell_timeout", "must be between 0 and 86400 seconds"
@@ -149,18 +167,19 @@ def load_settings(overrides: dict[str, Any], config_path: Path | None = None) ->
 
 
 def _check_types(settings: Settings) -> None:
+    """Config files and library callers can pass anything; say which setting is wrong, and how."""
+    accepted: dict[str, tuple[type, ...]] = {
+        "int": (int,),
+        "float": (int, float),
+        "bool": (bool,),
+        "str": (str,),
+    }
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
         if f.name == "origin" or value is None:
             continue
-        where = settings.origin.get(f.name, "default")
-        expected = {int: (int,), float: (int, float), bool: (bool,), str: (str,)}
-        kind = type(Settings.__dataclass_fields__[f.name].default)
-        if kind is type(None):
-            kind = str
-        if kind in expected and (
-            not isinstance(value, expected[kind]) or (kind is not bool and isinstance(value, bool))
-        ):
-            raise ConfigError(
-                f"setting {f.name} ({where}): expected {kind.__name__}, got {value!r}"
-            )
+        kind = str(f.type).split(" |")[0]
+        ok = isinstance(value, accepted[kind]) and (kind == "bool" or not isinstance(value, bool))
+        if not ok:
+            where = settings.origin.get(f.name, "default")
+            raise ConfigError(f"setting {f.name} ({where}): expected {kind}, got {value!r}")

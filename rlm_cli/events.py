@@ -110,6 +110,18 @@ class SubcallFinished(Event):
 
 
 @dataclass(frozen=True)
+class Retry(Event):
+    """A model call failed transiently and will be tried again after `delay_s`."""
+
+    type: ClassVar[str] = "retry"
+    purpose: str
+    model: str
+    attempt: int
+    delay_s: float
+    reason: str
+
+
+@dataclass(frozen=True)
 class FinalAnswer(Event):
     type: ClassVar[str] = "final_answer"
     iteration: int

@@ -7,9 +7,10 @@ import itertools
 import time
 
 from rlm_cli.engine.usage import UsageLedger
-from rlm_cli.errors import ProviderAuthError, RlmError
-from rlm_cli.events import EventBus, SubcallFinished, SubcallStarted
-from rlm_cli.providers.base import Message, ModelRequest, Provider
+from rlm_cli.errors import ContextLengthError, ProviderAuthError, RlmError
+from rlm_cli.events import EventBus, Retry, SubcallFinished, SubcallStarted
+from rlm_cli.providers.base import Message, ModelRequest, Provider, RetryCallback
+from rlm_cli.providers.catalog import Catalog
 from rlm_cli.sandbox.host import QueryRequest
 
 
@@ -20,6 +21,7 @@ class SubcallRouter:
         run_id: str,
         provider: Provider,
         model: str,
+        catalog: Catalog,
         max_concurrency: int,
         bus: EventBus,
         ledger: UsageLedger,
@@ -27,6 +29,7 @@ class SubcallRouter:
         self._run_id = run_id
         self._provider = provider
         self._model = model
+        self._catalog = catalog
         self._limit = asyncio.Semaphore(max_concurrency)
         self._bus = bus
         self._ledger = ledger
@@ -65,8 +68,16 @@ class SubcallRouter:
                 )
             )
             started = time.monotonic()
-            request = ModelRequest(model=model, messages=(Message("user", prompt),), purpose="sub")
+            request = ModelRequest(
+                model=model,
+                messages=(Message("user", prompt),),
+                purpose="sub",
+                on_retry=self._retry_reporter(model),
+            )
             try:
+                too_big = self._refusal(prompt, model)
+                if too_big:
+                    raise ContextLengthError(too_big)
                 completion = await self._provider.complete(request)
             except RlmError as exc:
                 if isinstance(exc, ProviderAuthError) and self.fatal is None:
@@ -100,3 +111,29 @@ class SubcallRouter:
             )
         )
         return completion.text
+
+    def _refusal(self, prompt: str, model: str) -> str | None:
+        """Why a prompt cannot fit the worker's window, checked before anything is spent."""
+        facts = self._catalog.facts(model)
+        if not facts.known or len(prompt) <= facts.prompt_chars:
+            return None
+        return (
+            f"the prompt has {len(prompt):,} characters but {model} takes about "
+            f"{facts.prompt_chars:,} (a {facts.window:,}-token window); nothing was sent. "
+            "Split the text into smaller chunks."
+        )
+
+    def _retry_reporter(self, model: str) -> RetryCallback:
+        def report(attempt: int, delay: float, reason: str) -> None:
+            self._bus.emit(
+                Retry(
+                    self._run_id,
+                    purpose="sub",
+                    model=model,
+                    attempt=attempt,
+                    delay_s=delay,
+                    reason=reason,
+                )
+            )
+
+        return report

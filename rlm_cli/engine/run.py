@@ -21,6 +21,7 @@ from rlm_cli.events import (
     EventBus,
     FinalAnswer,
     IterationStarted,
+    Retry,
     RootReply,
     RootTextDelta,
     RunFinished,
@@ -28,11 +29,8 @@ from rlm_cli.events import (
 )
 from rlm_cli.inputs import Inputs
 from rlm_cli.providers.base import Message, ModelRequest, Provider
+from rlm_cli.providers.catalog import Catalog
 from rlm_cli.sandbox.host import CellResult, Sandbox
-
-# How many characters one sub-call prompt may hold, told to the root model. Model facts (a later
-# change) will derive it from the worker model's context window.
-DEFAULT_SUBCALL_CHARS = 200_000
 
 
 @dataclass
@@ -79,10 +77,12 @@ class Run:
         self.bus = bus
         self.run_id = uuid.uuid4().hex[:12]
         self.ledger = UsageLedger()
+        self.catalog = Catalog(settings.prices)
         self.router = SubcallRouter(
             run_id=self.run_id,
             provider=worker,
             model=settings.worker_model,
+            catalog=self.catalog,
             max_concurrency=settings.max_concurrency,
             bus=bus,
             ledger=self.ledger,
@@ -151,10 +151,10 @@ class Run:
 
     async def _loop(self, meta: dict[str, Any]) -> tuple[str, Final | None]:
         limit = self.settings.max_iterations
+        # Tell the root how much one sub-call can take, so it neither overflows nor over-splits.
+        subcall_chars = self.catalog.facts(self.settings.worker_model).prompt_chars
         self.messages = [
-            Message(
-                "system", prompts.system_prompt(DEFAULT_SUBCALL_CHARS, self.settings.output_limit)
-            ),
+            Message("system", prompts.system_prompt(subcall_chars, self.settings.output_limit)),
             Message("user", prompts.first_message(self.question, meta)),
         ]
         for iteration in range(1, limit + 1):
@@ -219,8 +219,22 @@ class Run:
         return Final(answer, source)
 
     async def _call_root(self, iteration: int) -> str:
+        model = self.settings.root_model
+
+        def on_retry(attempt: int, delay: float, reason: str) -> None:
+            self.bus.emit(
+                Retry(
+                    self.run_id,
+                    purpose="root",
+                    model=model,
+                    attempt=attempt,
+                    delay_s=delay,
+                    reason=reason,
+                )
+            )
+
         request = ModelRequest(
-            model=self.settings.root_model, messages=tuple(self.messages), purpose="root"
+            model=model, messages=tuple(self.messages), purpose="root", on_retry=on_retry
         )
         started = time.monotonic()
 

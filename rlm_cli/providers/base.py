@@ -68,8 +68,6 @@ class Completion:
     cost_usd: float | None = None
 
 
-
-
 class Provider(Protocol):
     """An async model client. Implementations turn their SDK's errors into rlm_cli.errors."""
 

@@ -92,7 +92,9 @@ def providers() -> dict[str, ProviderInfo]:
 def provider_info(name: str) -> ProviderInfo:
     table = providers()
     if name not in table:
-        raise ConfigError(f"unknown provider {name!r}; choose one of: {', '.join(table)} (`rlm providers`)")
+        raise ConfigError(
+            f"unknown provider {name!r}; choose one of: {', '.join(table)} (`rlm providers`)"
+        )
     return table[name]
 
 
@@ -145,7 +147,9 @@ def _read_prices(path: Path) -> dict[str, dict[str, Any]]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the prices file ({exc.strerror}); check the prices setting") from None
+        raise ConfigError(
+            f"{path}: cannot read the prices file ({exc.strerror}); check the prices setting"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
     models = data.get("models") if isinstance(data, dict) else None

@@ -90,7 +90,9 @@ def translate(sdk: ModuleType, exc: BaseException, conn: Connection, model: str)
     if isinstance(exc, sdk.APITimeoutError):
         return RetryableError(f"{where}: the request timed out after {conn.timeout_s:g} s")
     if isinstance(exc, sdk.APIConnectionError):
-        return RetryableError(f"{where}: connection failed: {conn.scrub(str(exc.__cause__ or exc))}")
+        return RetryableError(
+            f"{where}: connection failed: {conn.scrub(str(exc.__cause__ or exc))}"
+        )
     if isinstance(exc, sdk.NotFoundError):
         return ProviderError(
             f"{conn.name}: unknown model {model!r} (HTTP 404: {_message(exc, conn)}); "
@@ -98,7 +100,9 @@ def translate(sdk: ModuleType, exc: BaseException, conn: Connection, model: str)
         )
     if isinstance(exc, sdk.APIStatusError):
         message = _message(exc, conn)
-        if exc.status_code in (400, 413) and any(h in message.lower() for h in CONTEXT_LENGTH_HINTS):
+        if exc.status_code in (400, 413) and any(
+            h in message.lower() for h in CONTEXT_LENGTH_HINTS
+        ):
             return ContextLengthError(f"{conn.name}: the prompt is too long for {model}: {message}")
         if exc.status_code >= 500 or exc.status_code in (408, 409, 429):
             return RetryableError(f"{where}: HTTP {exc.status_code}: {message}", _retry_after(exc))
@@ -106,7 +110,9 @@ def translate(sdk: ModuleType, exc: BaseException, conn: Connection, model: str)
     if isinstance(exc, sdk.APIResponseValidationError | json.JSONDecodeError):
         return RetryableError(f"{where}: malformed reply: {conn.scrub(str(exc))[:200]}")
     if type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "httpcore2"):
-        return RetryableError(f"{where}: connection broke: {type(exc).__name__}: {conn.scrub(str(exc))}")
+        return RetryableError(
+            f"{where}: connection broke: {type(exc).__name__}: {conn.scrub(str(exc))}"
+        )
     if isinstance(exc, sdk.APIError):
         return RetryableError(f"{where}: {conn.scrub(str(exc))[:300]}")
     return ProviderError(f"{where}: {type(exc).__name__}: {conn.scrub(str(exc))[:300]}")
