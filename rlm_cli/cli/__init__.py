@@ -7,6 +7,7 @@ import typer
 
 from rlm_cli import __version__
 from rlm_cli.cli.ask import EPILOG, ask
+from rlm_cli.cli.catalog import models, providers_command
 
 app = typer.Typer(
     name="rlm",
@@ -20,6 +21,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command(no_args_is_help=True, epilog=EPILOG)(ask)
+app.command()(models)
+app.command("providers")(providers_command)
 
 
 def _version(value: bool) -> None:

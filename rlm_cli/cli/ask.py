@@ -34,13 +34,54 @@ def ask(
         ),
     ],
     provider: Annotated[
-        str | None, typer.Option(help="Root model provider: openai, anthropic or scripted.")
+        str | None,
+        typer.Option(
+            help="Root model provider: openai, anthropic, scripted, or a preset "
+            "(ollama, vllm, llamacpp, lmstudio, openrouter, together, groq, deepseek). "
+            "See `rlm providers`. Default: openai."
+        ),
     ] = None,
     model: Annotated[str | None, typer.Option(help="Root model name.")] = None,
     sub_provider: Annotated[
         str | None, typer.Option(help="Worker model provider (default: the root's).")
     ] = None,
     sub_model: Annotated[str | None, typer.Option(help="Worker model for llm_query calls.")] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="API endpoint, e.g. http://localhost:8000/v1 for a local server."),
+    ] = None,
+    sub_base_url: Annotated[
+        str | None, typer.Option(help="API endpoint of the worker provider (default: --base-url).")
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            help="Environment variable holding the API key (default: the provider's, e.g. OPENAI_API_KEY)."
+        ),
+    ] = None,
+    sub_api_key_env: Annotated[
+        str | None, typer.Option(help="Environment variable holding the worker provider's key.")
+    ] = None,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature (0-2).")] = None,
+    max_output_tokens: Annotated[
+        int | None, typer.Option(help="Most tokens one model reply may have.")
+    ] = None,
+    reasoning_effort: Annotated[
+        str | None,
+        typer.Option(
+            help="low, medium or high: OpenAI reasoning effort, or Anthropic extended thinking."
+        ),
+    ] = None,
+    max_retries: Annotated[
+        int | None,
+        typer.Option(help="Attempts per model call on 429, 5xx and timeouts. Default: 6."),
+    ] = None,
+    request_timeout: Annotated[
+        float | None, typer.Option(help="Seconds one model request may take. Default: 600.")
+    ] = None,
+    prices: Annotated[
+        str | None, typer.Option(help="YAML file of model prices laid over the built-in table.")
+    ] = None,
     script: Annotated[
         str | None, typer.Option(help="Script of replies for --provider scripted (YAML or JSON).")
     ] = None,
@@ -86,6 +127,16 @@ def ask(
         "sub_provider": sub_provider,
         "sub_model": sub_model,
         "script": script,
+        "base_url": base_url,
+        "sub_base_url": sub_base_url,
+        "api_key_env": api_key_env,
+        "sub_api_key_env": sub_api_key_env,
+        "temperature": temperature,
+        "max_output_tokens": max_output_tokens,
+        "reasoning_effort": reasoning_effort,
+        "max_retries": max_retries,
+        "request_timeout": request_timeout,
+        "prices": prices,
         "max_iterations": max_iterations,
         "cell_timeout": cell_timeout,
         "max_concurrency": max_concurrency,

@@ -9,6 +9,7 @@ from rlm_cli.events import (
     Event,
     FinalAnswer,
     IterationStarted,
+    Retry,
     RootReply,
     RunFinished,
     RunStarted,
@@ -66,6 +67,11 @@ class PlainView:
             return None
         if isinstance(event, SubcallFinished):
             return self._subcall(event)
+        if isinstance(event, Retry):
+            return (
+                f"  retry {event.attempt} of a {event.purpose} call to {event.model} in "
+                f"{event.delay_s:.1f}s · {first_line(event.reason, 120)}"
+            )
         if isinstance(event, FinalAnswer):
             return f"answer from {event.source} · {len(event.answer):,} chars"
         if isinstance(event, RunFinished):
