@@ -354,11 +354,8 @@ def test_help_teaches_and_imports_no_vendor_sdk() -> None:
     assert "Exit codes" in proc.stdout and "--max-iterations" in proc.stdout
 
 
-def test_sigkill_keeps_every_completed_step(
-    write_script: Callable[..., str], tmp_path: Path
-) -> None:
-    script = write_script([repl("print('step one')"), repl("import time\ntime.sleep(60)")])
-    trace = tmp_path / "t.jsonl"
+def start_until_cells(script: str, trace: Path, cells: int) -> subprocess.Popen[bytes]:
+    """Start `rlm ask` in the background; return once the trace shows `cells` cells started."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -382,9 +379,18 @@ def test_sigkill_keeps_every_completed_step(
     proc.stdin.close()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if trace.exists() and trace.read_text().count('"cell_started"') == 2:
+        if trace.exists() and trace.read_text().count('"cell_started"') >= cells:
             break
         time.sleep(0.05)
+    return proc
+
+
+def test_sigkill_keeps_every_completed_step(
+    write_script: Callable[..., str], tmp_path: Path
+) -> None:
+    script = write_script([repl("print('step one')"), repl("import time\ntime.sleep(60)")])
+    trace = tmp_path / "t.jsonl"
+    proc = start_until_cells(script, trace, 2)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     records = read_trace(trace)
@@ -399,32 +405,7 @@ def test_ctrl_c_exits_130_with_an_interrupted_summary(
 ) -> None:
     script = write_script([repl("import time\ntime.sleep(60)")])
     trace = tmp_path / "t.jsonl"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rlm_cli",
-            "ask",
-            "--provider",
-            "scripted",
-            "--script",
-            script,
-            "--trace",
-            str(trace),
-            "q?",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stdin is not None
-    proc.stdin.write(b"text")
-    proc.stdin.close()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (
-        trace.exists() and '"cell_started"' in trace.read_text()
-    ):
-        time.sleep(0.05)
+    proc = start_until_cells(script, trace, 1)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=20)
     assert proc.stdout is not None and proc.stderr is not None

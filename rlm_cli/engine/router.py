@@ -72,7 +72,7 @@ class SubcallRouter:
                 model=model,
                 messages=(Message("user", prompt),),
                 purpose="sub",
-                on_retry=self._retry_reporter(model),
+                on_retry=retry_reporter(self._bus, self._run_id, "sub", model),
             )
             try:
                 too_big = self._refusal(prompt, model)
@@ -123,17 +123,15 @@ class SubcallRouter:
             "Split the text into smaller chunks."
         )
 
-    def _retry_reporter(self, model: str) -> RetryCallback:
-        def report(attempt: int, delay: float, reason: str) -> None:
-            self._bus.emit(
-                Retry(
-                    self._run_id,
-                    purpose="sub",
-                    model=model,
-                    attempt=attempt,
-                    delay_s=delay,
-                    reason=reason,
-                )
-            )
 
-        return report
+def retry_reporter(bus: EventBus, run_id: str, purpose: str, model: str) -> RetryCallback:
+    """A callback for providers that turns each retry into a `retry` event."""
+
+    def report(attempt: int, delay: float, reason: str) -> None:
+        bus.emit(
+            Retry(
+                run_id, purpose=purpose, model=model, attempt=attempt, delay_s=delay, reason=reason
+            )
+        )
+
+    return report

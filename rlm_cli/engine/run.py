@@ -11,7 +11,7 @@ from typing import Any
 from rlm_cli.config import Settings
 from rlm_cli.engine import prompts
 from rlm_cli.engine.parsing import extract_code_blocks, find_prose_final
-from rlm_cli.engine.router import SubcallRouter
+from rlm_cli.engine.router import SubcallRouter, retry_reporter
 from rlm_cli.engine.usage import UsageLedger
 from rlm_cli.errors import RlmError
 from rlm_cli.events import (
@@ -21,7 +21,6 @@ from rlm_cli.events import (
     EventBus,
     FinalAnswer,
     IterationStarted,
-    Retry,
     RootReply,
     RootTextDelta,
     RunFinished,
@@ -221,20 +220,11 @@ class Run:
     async def _call_root(self, iteration: int) -> str:
         model = self.settings.root_model
 
-        def on_retry(attempt: int, delay: float, reason: str) -> None:
-            self.bus.emit(
-                Retry(
-                    self.run_id,
-                    purpose="root",
-                    model=model,
-                    attempt=attempt,
-                    delay_s=delay,
-                    reason=reason,
-                )
-            )
-
         request = ModelRequest(
-            model=model, messages=tuple(self.messages), purpose="root", on_retry=on_retry
+            model=model,
+            messages=tuple(self.messages),
+            purpose="root",
+            on_retry=retry_reporter(self.bus, self.run_id, "root", model),
         )
         started = time.monotonic()
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from types import ModuleType
 from typing import Any
 
-from rlm_cli.errors import RetryableError
 from rlm_cli.providers.base import Completion, ModelRequest, TextCallback, Usage
-from rlm_cli.providers.retry import with_retries
-from rlm_cli.providers.sdk import Connection, translate
+from rlm_cli.providers.sdk import SDKProvider
 
 # Extended-thinking budgets for --reasoning-effort.
 THINKING_BUDGET = {"low": 2_048, "medium": 8_192, "high": 24_576}
@@ -17,26 +16,17 @@ DEFAULT_MAX_TOKENS = 8_192
 CACHE = {"type": "ephemeral"}
 
 
-class AnthropicProvider:
-    def __init__(self, conn: Connection) -> None:
-        self.name = conn.name
-        self._conn = conn
-        self._sdk: ModuleType | None = None
-        self._client: Any = None
+class AnthropicProvider(SDKProvider):
+    def _make_client(self) -> tuple[ModuleType, Any]:
+        import anthropic
 
-    def _ensure_client(self) -> tuple[ModuleType, Any]:
-        if self._client is None:
-            import anthropic
-
-            self._sdk = anthropic
-            self._client = anthropic.AsyncAnthropic(
-                api_key=self._conn.api_key or "not-needed",
-                base_url=self._conn.base_url,
-                max_retries=0,
-                timeout=self._conn.timeout_s,
-            )
-        assert self._sdk is not None
-        return self._sdk, self._client
+        client = anthropic.AsyncAnthropic(
+            api_key=self._conn.api_key or "not-needed",
+            base_url=self._conn.base_url,
+            max_retries=0,
+            timeout=self._conn.timeout_s,
+        )
+        return anthropic, client
 
     def _params(self, request: ModelRequest) -> dict[str, Any]:
         conn = self._conn
@@ -68,86 +58,39 @@ class AnthropicProvider:
         return params
 
     async def complete(self, request: ModelRequest) -> Completion:
-        sdk, client = self._ensure_client()
         params = self._params(request)
 
-        async def attempt() -> Completion:
-            try:
-                response = await client.messages.create(**params)
-            except Exception as exc:
-                raise translate(sdk, exc, self._conn, request.model) from exc
+        async def attempt(client: Any) -> Completion:
+            response = await client.messages.create(**params)
             text = "".join(b.text for b in response.content if getattr(b, "type", "") == "text")
             return self._completion(
                 request, text, _usage(response.usage), response.stop_reason, response.id
             )
 
-        return await with_retries(
-            attempt,
-            attempts=self._conn.max_retries,
-            what=self._what(request),
-            on_retry=request.on_retry,
-        )
+        return await self._retrying(request, attempt)
 
     async def stream(self, request: ModelRequest, on_text: TextCallback) -> Completion:
-        sdk, client = self._ensure_client()
         params = {**self._params(request), "stream": True}
 
-        async def attempt() -> Completion:
+        async def attempt(client: Any) -> Completion:
             parts: list[str] = []
             usage = Usage()
             stop = request_id = None
-            try:
-                stream = await client.messages.create(**params)
-                async for event in stream:
-                    if event.type == "message_start":
-                        request_id = event.message.id
-                        usage = _usage(event.message.usage)
-                    elif event.type == "content_block_delta" and event.delta.type == "text_delta":
-                        parts.append(event.delta.text)
-                        on_text(event.delta.text)
-                    elif event.type == "message_delta":
-                        stop = event.delta.stop_reason or stop
-                        # output_tokens in message_delta is the running total for the message.
-                        usage = Usage(
-                            usage.input_tokens,
-                            event.usage.output_tokens,
-                            usage.cached_input_tokens,
-                            usage.cache_write_tokens,
-                        )
-            except Exception as exc:
-                raise translate(sdk, exc, self._conn, request.model) from exc
-            if stop is None:
-                raise RetryableError(
-                    f"{self._what(request)}: the stream ended before the reply did"
-                )
+            async for event in await client.messages.create(**params):
+                if event.type == "message_start":
+                    request_id = event.message.id
+                    usage = _usage(event.message.usage)
+                elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+                    parts.append(event.delta.text)
+                    on_text(event.delta.text)
+                elif event.type == "message_delta":
+                    stop = event.delta.stop_reason or stop
+                    # output_tokens in message_delta is the running total for the message.
+                    usage = dataclasses.replace(usage, output_tokens=event.usage.output_tokens)
+            self._check_stream_ended(request, stop)
             return self._completion(request, "".join(parts), usage, stop, request_id)
 
-        return await with_retries(
-            attempt,
-            attempts=self._conn.max_retries,
-            what=self._what(request),
-            on_retry=request.on_retry,
-        )
-
-    def _completion(
-        self,
-        request: ModelRequest,
-        text: str,
-        usage: Usage,
-        stop: str | None,
-        request_id: str | None,
-    ) -> Completion:
-        return Completion(
-            text=text,
-            model=request.model,
-            usage=usage,
-            finish_reason=stop,
-            request_id=request_id,
-            cost_usd=self._conn.cost(request.model, usage),
-        )
-
-    def _what(self, request: ModelRequest) -> str:
-        return f"{self._conn.name} {request.model} ({request.purpose} call)"
+        return await self._retrying(request, attempt)
 
 
 def _usage(raw: Any) -> Usage:

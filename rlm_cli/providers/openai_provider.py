@@ -5,33 +5,21 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from rlm_cli.errors import RetryableError
 from rlm_cli.providers.base import Completion, ModelRequest, TextCallback, Usage
-from rlm_cli.providers.retry import with_retries
-from rlm_cli.providers.sdk import Connection, translate
+from rlm_cli.providers.sdk import SDKProvider
 
 
-class OpenAIProvider:
-    def __init__(self, conn: Connection) -> None:
-        self.name = conn.name
-        self._conn = conn
-        self._sdk: ModuleType | None = None
-        self._client: Any = None
+class OpenAIProvider(SDKProvider):
+    def _make_client(self) -> tuple[ModuleType, Any]:
+        import openai
 
-    def _ensure_client(self) -> tuple[ModuleType, Any]:
-        # Imported on first use: the SDK costs about a second to import.
-        if self._client is None:
-            import openai
-
-            self._sdk = openai
-            self._client = openai.AsyncOpenAI(
-                api_key=self._conn.api_key or "not-needed",
-                base_url=self._conn.base_url,
-                max_retries=0,  # retries are ours: bounded, visible as events, Retry-After honoured
-                timeout=self._conn.timeout_s,
-            )
-        assert self._sdk is not None
-        return self._sdk, self._client
+        client = openai.AsyncOpenAI(
+            api_key=self._conn.api_key or "not-needed",
+            base_url=self._conn.base_url,
+            max_retries=0,
+            timeout=self._conn.timeout_s,
+        )
+        return openai, client
 
     def _params(self, request: ModelRequest) -> dict[str, Any]:
         conn = self._conn
@@ -52,92 +40,53 @@ class OpenAIProvider:
         return params
 
     async def complete(self, request: ModelRequest) -> Completion:
-        sdk, client = self._ensure_client()
         params = self._params(request)
 
-        async def attempt() -> Completion:
-            try:
-                response = await client.chat.completions.create(**params)
-                text = response.choices[0].message.content or "" if response.choices else ""
-                return self._completion(
-                    request,
-                    text,
-                    response.usage,
-                    response.choices[0].finish_reason if response.choices else None,
-                    getattr(response, "_request_id", None) or response.id,
-                )
-            except Exception as exc:
-                raise translate(sdk, exc, self._conn, request.model) from exc
+        async def attempt(client: Any) -> Completion:
+            response = await client.chat.completions.create(**params)
+            choice = response.choices[0] if response.choices else None
+            return self._completion(
+                request,
+                (choice.message.content or "") if choice else "",
+                _usage(response.usage),
+                choice.finish_reason if choice else None,
+                response.id,
+            )
 
-        return await with_retries(
-            attempt,
-            attempts=self._conn.max_retries,
-            what=self._what(request),
-            on_retry=request.on_retry,
-        )
+        return await self._retrying(request, attempt)
 
     async def stream(self, request: ModelRequest, on_text: TextCallback) -> Completion:
-        sdk, client = self._ensure_client()
-        params = self._params(request)
-        params["stream"] = True
-        params["stream_options"] = {"include_usage": True}
+        params = {
+            **self._params(request),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
 
-        async def attempt() -> Completion:
+        async def attempt(client: Any) -> Completion:
             parts: list[str] = []
-            usage = finish = request_id = None
-            try:
-                stream = await client.chat.completions.create(**params)
-                async for chunk in stream:
-                    request_id = request_id or chunk.id
-                    if chunk.usage is not None:
-                        usage = chunk.usage
-                    for choice in chunk.choices or ():
-                        if choice.delta and choice.delta.content:
-                            parts.append(choice.delta.content)
-                            on_text(choice.delta.content)
-                        finish = choice.finish_reason or finish
-            except Exception as exc:
-                raise translate(sdk, exc, self._conn, request.model) from exc
-            if finish is None:
-                raise RetryableError(
-                    f"{self._what(request)}: the stream ended before the reply did"
-                )
+            usage = Usage()
+            finish = request_id = None
+            async for chunk in await client.chat.completions.create(**params):
+                request_id = request_id or chunk.id
+                if chunk.usage is not None:
+                    usage = _usage(chunk.usage)
+                for choice in chunk.choices or ():
+                    if choice.delta and choice.delta.content:
+                        parts.append(choice.delta.content)
+                        on_text(choice.delta.content)
+                    finish = choice.finish_reason or finish
+            self._check_stream_ended(request, finish)
             return self._completion(request, "".join(parts), usage, finish, request_id)
 
-        return await with_retries(
-            attempt,
-            attempts=self._conn.max_retries,
-            what=self._what(request),
-            on_retry=request.on_retry,
-        )
+        return await self._retrying(request, attempt)
 
-    def _completion(
-        self,
-        request: ModelRequest,
-        text: str,
-        raw_usage: Any,
-        finish: str | None,
-        request_id: str | None,
-    ) -> Completion:
-        usage = Usage()
-        if raw_usage is not None:
-            details = getattr(raw_usage, "prompt_tokens_details", None)
-            usage = Usage(
-                input_tokens=raw_usage.prompt_tokens or 0,
-                output_tokens=raw_usage.completion_tokens or 0,
-                cached_input_tokens=(getattr(details, "cached_tokens", None) or 0)
-                if details
-                else 0,
-            )
-        # Usage is counted under the name asked for, so totals match the settings and the price table.
-        return Completion(
-            text=text,
-            model=request.model,
-            usage=usage,
-            finish_reason=finish,
-            request_id=request_id,
-            cost_usd=self._conn.cost(request.model, usage),
-        )
 
-    def _what(self, request: ModelRequest) -> str:
-        return f"{self._conn.name} {request.model} ({request.purpose} call)"
+def _usage(raw: Any) -> Usage:
+    if raw is None:
+        return Usage()
+    details = getattr(raw, "prompt_tokens_details", None)
+    return Usage(
+        input_tokens=raw.prompt_tokens or 0,
+        output_tokens=raw.completion_tokens or 0,
+        cached_input_tokens=(getattr(details, "cached_tokens", None) or 0) if details else 0,
+    )

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 from rlm_cli.errors import (
     ContextLengthError,
@@ -18,7 +20,9 @@ from rlm_cli.errors import (
     RetryableError,
     RlmError,
 )
+from rlm_cli.providers.base import Completion, ModelRequest, Usage
 from rlm_cli.providers.catalog import Catalog, ModelFacts
+from rlm_cli.providers.retry import with_retries
 
 CONTEXT_LENGTH_HINTS = (
     "context_length_exceeded",
@@ -48,19 +52,80 @@ class Connection:
     def facts(self, model: str) -> ModelFacts:
         return self.catalog.facts(model)
 
-    def cost(self, model: str, usage: object) -> float | None:
+    def cost(self, model: str, usage: Usage) -> float | None:
         if self.local:
             return 0.0
         price = self.facts(model).price
-        from rlm_cli.providers.base import Usage
-
-        return price.cost(usage) if price is not None and isinstance(usage, Usage) else None
+        return price.cost(usage) if price is not None else None
 
     def scrub(self, text: str) -> str:
         """Never let a key reach an error message, a trace or a log."""
         if self.api_key and len(self.api_key) >= 4:
             text = text.replace(self.api_key, "***")
         return text
+
+
+class SDKProvider:
+    """What both SDK providers do alike: make the client on first use, retry each call, and
+    build the Completion. Subclasses say how to make the client and how to make one attempt."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.name = conn.name
+        self._conn = conn
+        self._sdk_client: tuple[ModuleType, Any] | None = None
+
+    def _make_client(self) -> tuple[ModuleType, Any]:
+        """Import the SDK (lazily: it costs about a second) and build its async client, with the
+        SDK's own retries off: ours are bounded, visible as events and honour Retry-After."""
+        raise NotImplementedError
+
+    async def _retrying(
+        self, request: ModelRequest, attempt: Callable[[Any], Awaitable[Completion]]
+    ) -> Completion:
+        if self._sdk_client is None:
+            self._sdk_client = self._make_client()
+        sdk, client = self._sdk_client
+
+        async def once() -> Completion:
+            try:
+                return await attempt(client)
+            except RlmError:
+                raise
+            except Exception as exc:
+                raise translate(sdk, exc, self._conn, request.model) from exc
+
+        return await with_retries(
+            once,
+            attempts=self._conn.max_retries,
+            what=self._what(request),
+            on_retry=request.on_retry,
+        )
+
+    def _completion(
+        self,
+        request: ModelRequest,
+        text: str,
+        usage: Usage,
+        finish: str | None,
+        request_id: str | None,
+    ) -> Completion:
+        # Counted under the name asked for, so totals line up with the settings and the prices.
+        return Completion(
+            text=text,
+            model=request.model,
+            usage=usage,
+            finish_reason=finish,
+            request_id=request_id,
+            cost_usd=self._conn.cost(request.model, usage),
+        )
+
+    def _check_stream_ended(self, request: ModelRequest, finish: str | None) -> None:
+        """A stream that closes without a finish reason was cut: worth another attempt."""
+        if finish is None:
+            raise RetryableError(f"{self._what(request)}: the stream ended before the reply did")
+
+    def _what(self, request: ModelRequest) -> str:
+        return f"{self._conn.name} {request.model} ({request.purpose} call)"
 
 
 def resolve_key(name: str, key_env: str | None, local: bool) -> str | None:
