@@ -143,6 +143,33 @@ class RunFinished(Event):
 
 EventHandler = Callable[[Event], None]
 
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.type: cls
+    for cls in (
+        RunStarted,
+        IterationStarted,
+        RootTextDelta,
+        RootReply,
+        CellStarted,
+        CellFinished,
+        SubcallStarted,
+        SubcallFinished,
+        Retry,
+        FinalAnswer,
+        RunFinished,
+    )
+}
+
+
+def event_from_json(data: dict[str, Any]) -> Event | None:
+    """The event a trace line holds; None for lines that are not events (the header) or come
+    from a newer rlm. Unknown fields are dropped, so newer traces still load."""
+    cls = EVENT_TYPES.get(str(data.get("type")))
+    if cls is None:
+        return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
 
 class EventBus:
     """Fans events out to subscribers, in subscription order, synchronously."""

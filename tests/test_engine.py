@@ -194,3 +194,13 @@ def test_event_json_is_stable() -> None:
         "answer": "x",
         "source": "FINAL",
     }
+
+
+def test_events_round_trip_through_json() -> None:
+    from rlm_cli.events import event_from_json
+
+    result = rlm_with([repl("r = llm_query_batched(['a', 'b'])\nFINAL(r)")]).completion("c", "q")
+    for event in result.events:
+        data = json.loads(json.dumps(event.to_json()))
+        assert event_from_json(data) == event
+    assert event_from_json({"type": "trace_header"}) is None
