@@ -62,6 +62,7 @@ class RootReply(Event):
     usage: dict[str, int]
     elapsed_s: float
     code_blocks: int
+    cost_usd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class SubcallFinished(Event):
     elapsed_s: float
     error: str | None = None
     batch_id: int | None = None
+    cost_usd: float | None = None
 
 
 @dataclass(frozen=True)

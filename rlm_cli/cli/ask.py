@@ -12,6 +12,7 @@ from typing import Annotated, Any, BinaryIO
 import typer
 
 from rlm_cli.errors import EXIT_CODES, Interrupted, RlmError, UsageError
+from rlm_cli.ui import ViewName
 
 EPILOG = (
     "Examples:\n\n"
@@ -112,8 +113,15 @@ def ask(
         bool,
         typer.Option("--json", help="Print one JSON object with the answer, status and usage."),
     ] = False,
+    view: Annotated[
+        ViewName,
+        typer.Option(
+            help="Progress on stderr: tree (live, on a terminal), plain (one line per step), "
+            "none, or auto (tree on a terminal, else plain)."
+        ),
+    ] = ViewName.auto,
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Show no progress on stderr.")
+        bool, typer.Option("--quiet", "-q", help="Show no progress on stderr (--view none).")
     ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
 ) -> None:
@@ -144,7 +152,9 @@ def ask(
         "trace": trace,
         "trace_full": trace_full or None,
     }
-    code = _run(args, overrides, config, as_json=as_json, quiet=quiet, debug=debug)
+    code = _run(
+        args, overrides, config, as_json=as_json, view="none" if quiet else view.value, debug=debug
+    )
     raise typer.Exit(code)
 
 
@@ -154,13 +164,13 @@ def _run(
     config: Path | None,
     *,
     as_json: bool,
-    quiet: bool,
+    view: str,
     debug: bool,
 ) -> int:
     from rlm_cli.api import RLM
     from rlm_cli.inputs import resolve
     from rlm_cli.trace.writer import TraceWriter
-    from rlm_cli.ui.plain import PlainView
+    from rlm_cli.ui import open_view
 
     question, paths = args[-1], args[:-1]
     trace_path = overrides.get("trace")
@@ -179,10 +189,11 @@ def _run(
                 writer.failed_before_start(str(exc))
                 writer.close()
             raise
-        view = None if quiet else PlainView(sys.stderr)
+        watcher = open_view(view, sys.stderr)
         try:
-            result = asyncio.run(rlm.run(inputs, question, on_event=view))
+            result = asyncio.run(rlm.run(inputs, question, on_event=watcher))
         finally:
+            watcher.close()  # the live view must be done drawing before anything else prints
             inputs.cleanup()
     except RlmError as exc:
         return _fail(exc, as_json, trace_path, debug)

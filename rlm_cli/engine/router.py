@@ -108,6 +108,7 @@ class SubcallRouter:
                 usage=completion.usage.to_json(),
                 elapsed_s=time.monotonic() - started,
                 batch_id=batch_id,
+                cost_usd=completion.cost_usd,
             )
         )
         return completion.text

@@ -242,6 +242,7 @@ class Run:
                 usage=completion.usage.to_json(),
                 elapsed_s=round(time.monotonic() - started, 3),
                 code_blocks=len(extract_code_blocks(completion.text)),
+                cost_usd=completion.cost_usd,
             )
         )
         return completion.text

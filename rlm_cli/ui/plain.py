@@ -32,6 +32,9 @@ class PlainView:
             self._stream.write(f"rlm: {line}\n")
             self._stream.flush()
 
+    def close(self) -> None:
+        pass
+
     def _line(self, event: Event) -> str | None:
         if isinstance(event, RunStarted):
             inputs = event.inputs

@@ -1,0 +1,303 @@
+"""The run as a tree of plain data, built from events: what the tree views render.
+
+Both the live view and `rlm trace show` feed events to `RunTree.apply`, so a trace renders
+exactly as the run looked. Nothing here draws; nothing here knows about Rich.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlm_cli.events import (
+    CellFinished,
+    CellStarted,
+    Event,
+    FinalAnswer,
+    IterationStarted,
+    Retry,
+    RootReply,
+    RootTextDelta,
+    RunFinished,
+    RunStarted,
+    SubcallFinished,
+    SubcallStarted,
+)
+
+# A batch keeps this many of its slowest and failed items for display; the rest are counted.
+BATCH_SHOWN = 3
+
+
+@dataclass
+class Subcall:
+    subcall_id: int
+    model: str
+    prompt: str
+    started: float
+    reply: str = ""
+    usage: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float | None = None
+    error: str | None = None
+    retries: int = 0
+    cached: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.elapsed_s is not None
+
+
+@dataclass
+class Batch:
+    batch_id: int
+    size: int
+    model: str
+    started: float
+    items: dict[int, Subcall] = field(default_factory=dict)
+    done: int = 0
+    failed: int = 0
+    retries: int = 0
+    finished_at: float | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.items) - self.done
+
+    def slowest(self) -> list[Subcall]:
+        finished = [s for s in self.items.values() if s.done and not s.error]
+        return sorted(finished, key=lambda s: s.elapsed_s or 0.0, reverse=True)[:BATCH_SHOWN]
+
+    def failures(self) -> list[Subcall]:
+        return [s for s in self.items.values() if s.error][:BATCH_SHOWN]
+
+
+@dataclass
+class Cell:
+    cell: int
+    code: str
+    output: str = ""
+    output_chars: int = 0
+    elapsed_s: float | None = None
+    error: bool = False
+    timed_out: bool = False
+    worker_restarted: bool = False
+    # Sub-calls, batches and child runs, in the order they started.
+    children: list[Subcall | Batch | RunTree] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return self.elapsed_s is not None
+
+
+@dataclass
+class Iteration:
+    iteration: int
+    last_turn: bool
+    streamed: str = ""
+    reply: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float | None = None
+    cells: list[Cell] = field(default_factory=list)
+    retries: int = 0
+
+    @property
+    def text(self) -> str:
+        return self.reply if self.reply is not None else self.streamed
+
+    @property
+    def subcalls(self) -> int:
+        return sum(
+            len(child.items) if isinstance(child, Batch) else 1
+            for cell in self.cells
+            for child in cell.children
+            if not isinstance(child, RunTree)
+        )
+
+
+@dataclass
+class RunTree:
+    run_id: str = ""
+    question: str = ""
+    root_model: str = ""
+    sub_model: str = ""
+    inputs: dict[str, Any] = field(default_factory=dict)
+    context_meta: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    depth: int = 0
+    started: float = field(default_factory=time.time)
+    iterations: list[Iteration] = field(default_factory=list)
+    answer: str | None = None
+    answer_source: str | None = None
+    status: str | None = None
+    error: str | None = None
+    finished_at: float | None = None
+    subcalls_done: int = 0
+    subcalls_in_flight: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = 0.0
+    # Lookups to place later events; not part of what is shown.
+    _subcalls: dict[int, tuple[Cell, Subcall, Batch | None]] = field(
+        default_factory=dict, repr=False
+    )
+    _batches: dict[int, Batch] = field(default_factory=dict, repr=False)
+
+    # ----- building -----
+
+    def apply(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self._start(event)
+        elif isinstance(event, IterationStarted):
+            self.iterations.append(Iteration(event.iteration, event.last_turn))
+        elif isinstance(event, RootTextDelta) and self.iterations:
+            self.iterations[-1].streamed += event.text
+        elif isinstance(event, RootReply) and self.iterations:
+            self._root_reply(event)
+        elif isinstance(event, CellStarted) and self.iterations:
+            self.iterations[-1].cells.append(Cell(event.cell, event.code))
+        elif isinstance(event, CellFinished):
+            self._cell_finished(event)
+        elif isinstance(event, SubcallStarted):
+            self._subcall_started(event)
+        elif isinstance(event, SubcallFinished):
+            self._subcall_finished(event)
+        elif isinstance(event, Retry):
+            self._retry(event)
+        elif isinstance(event, FinalAnswer):
+            self.answer, self.answer_source = event.answer, event.source
+        elif isinstance(event, RunFinished):
+            self.status, self.error, self.finished_at = event.status, event.error, event.ts
+            if event.answer is not None:
+                self.answer = event.answer
+            usage = event.usage or {}
+            if usage:
+                self.input_tokens = int(usage.get("input_tokens", self.input_tokens))
+                self.output_tokens = int(usage.get("output_tokens", self.output_tokens))
+                self.cost_usd = usage.get("cost_usd")
+
+    def _start(self, event: RunStarted) -> None:
+        self.run_id, self.question = event.run_id, event.question
+        self.root_model, self.sub_model = event.root_model, event.sub_model
+        self.inputs, self.context_meta, self.settings = (
+            event.inputs,
+            event.context_meta,
+            event.settings,
+        )
+        self.depth, self.started = event.depth, event.ts
+
+    def _root_reply(self, event: RootReply) -> None:
+        iteration = self.iterations[-1]
+        iteration.reply, iteration.usage, iteration.elapsed_s = (
+            event.text,
+            event.usage,
+            event.elapsed_s,
+        )
+        self._count_usage(event.usage, event.cost_usd)
+
+    def _count_usage(self, usage: dict[str, Any], cost_usd: float | None) -> None:
+        self.input_tokens += int(usage.get("input_tokens", 0))
+        self.output_tokens += int(usage.get("output_tokens", 0))
+        if usage:  # a failed call has no usage and costs nothing
+            self.cost_usd = (
+                None if self.cost_usd is None or cost_usd is None else self.cost_usd + cost_usd
+            )
+
+    def _cell(self, number: int) -> Cell | None:
+        for iteration in reversed(self.iterations):
+            for cell in iteration.cells:
+                if cell.cell == number:
+                    return cell
+        return None
+
+    def _cell_finished(self, event: CellFinished) -> None:
+        cell = self._cell(event.cell)
+        if cell is None:
+            return
+        cell.output, cell.output_chars, cell.elapsed_s = (
+            event.output,
+            event.output_chars,
+            event.elapsed_s,
+        )
+        cell.error, cell.timed_out = event.error, event.timed_out
+        cell.worker_restarted = event.worker_restarted
+
+    def _subcall_started(self, event: SubcallStarted) -> None:
+        cell = self._cell(event.cell)
+        if cell is None:
+            return
+        raw: object = event.prompt  # a trace may hold a long prompt shortened to head/tail
+        prompt = (
+            raw
+            if isinstance(raw, str)
+            else str(raw.get("head", ""))
+            if isinstance(raw, dict)
+            else ""
+        )
+        call = Subcall(event.subcall_id, event.model, prompt, event.ts)
+        batch = None
+        if event.batch_id is not None:
+            batch = self._batches.get(event.batch_id)
+            if batch is None:
+                batch = Batch(event.batch_id, event.batch_size, event.model, event.ts)
+                self._batches[event.batch_id] = batch
+                cell.children.append(batch)
+            batch.items[event.subcall_id] = call
+        else:
+            cell.children.append(call)
+        self._subcalls[event.subcall_id] = (cell, call, batch)
+        self.subcalls_in_flight += 1
+
+    def _subcall_finished(self, event: SubcallFinished) -> None:
+        found = self._subcalls.get(event.subcall_id)
+        if found is None:
+            return
+        _cell, call, batch = found
+        call.reply, call.usage, call.error = event.reply, event.usage, event.error
+        call.elapsed_s = event.elapsed_s
+        self.subcalls_in_flight -= 1
+        self.subcalls_done += 1
+        self._count_usage(event.usage, event.cost_usd)
+        if batch is not None:
+            batch.done += 1
+            batch.failed += 1 if event.error else 0
+            if batch.done == batch.size:
+                batch.finished_at = event.ts
+
+    def _retry(self, event: Retry) -> None:
+        if event.purpose == "root" and self.iterations:
+            self.iterations[-1].retries += 1
+            return
+        in_flight = [call for _, call, _ in self._subcalls.values() if not call.done]
+        for call in in_flight:
+            if call.model == event.model:
+                call.retries += 1
+                batch = self._subcalls[call.subcall_id][2]
+                if batch is not None:
+                    batch.retries += 1
+                return
+
+    # ----- reading -----
+
+    def elapsed(self, now: float | None = None) -> float:
+        end = self.finished_at or now or time.time()
+        return max(end - self.started, 0.0)
+
+    def nearest_limit(self, now: float | None = None) -> tuple[str, float] | None:
+        """The budget closest to being used up, as (name, fraction used)."""
+        used: list[tuple[str, float]] = []
+        max_iterations = self.settings.get("max_iterations")
+        if max_iterations:
+            used.append(("iterations", len(self.iterations) / max_iterations))
+        for name, limit, value in (
+            ("cost", self.settings.get("max_cost"), self.cost_usd),
+            ("tokens", self.settings.get("max_tokens"), self.input_tokens + self.output_tokens),
+            (
+                "sub-calls",
+                self.settings.get("max_subcalls"),
+                self.subcalls_done + self.subcalls_in_flight,
+            ),
+            ("time", self.settings.get("timeout"), self.elapsed(now)),
+        ):
+            if limit and value is not None:
+                used.append((name, float(value) / float(limit)))
+        return max(used, key=lambda pair: pair[1]) if used else None

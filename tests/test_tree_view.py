@@ -1,0 +1,193 @@
+"""The tree view: snapshots of a recorded run, and the live view under a real pseudo-terminal."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import repl
+from rich.console import Console
+
+from rlm_cli.events import CellFinished, Event, event_from_json
+from rlm_cli.ui.model import RunTree
+from rlm_cli.ui.tree import render
+
+DATA = Path(__file__).parent / "data"
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+WIDTH = 100
+
+
+def recorded_events() -> list[Event]:
+    lines = (DATA / "recorded_run.jsonl").read_text().splitlines()
+    events = [event_from_json(json.loads(line)) for line in lines]
+    return [e for e in events if e is not None]
+
+
+def draw(run: RunTree, **options: object) -> str:
+    console = Console(file=io.StringIO(), width=WIDTH, color_system=None, record=True)
+    console.print(render(run, now=1000.5, **options))  # type: ignore[arg-type]
+    return console.export_text()
+
+
+def check_snapshot(name: str, text: str) -> None:
+    path = SNAPSHOTS / name
+    if os.environ.get("UPDATE_SNAPSHOTS") or not path.exists():
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} changed; rerun with UPDATE_SNAPSHOTS=1 if intended"
+
+
+def test_snapshot_of_a_finished_run() -> None:
+    run = RunTree()
+    for event in recorded_events():
+        run.apply(event)
+    check_snapshot("finished.txt", draw(run))
+
+
+def test_snapshot_of_a_run_in_the_middle_of_a_batch() -> None:
+    run = RunTree()
+    # The recorded (instant) run finished each sub-call right after starting it; replay it as
+    # a live run would look with 5 of the batch's 10 calls still in flight.
+    finished = 0
+    for event in recorded_events():
+        if event.type == "subcall_finished":
+            finished += 1
+            if finished > 5:
+                continue
+        if isinstance(event, CellFinished) and event.cell == 2:
+            break
+        run.apply(event)
+    text = draw(run)
+    assert "5/10 done, 5 in flight" in text
+    check_snapshot("mid_batch.txt", text)
+
+
+def test_snapshot_expanded_and_one_iteration() -> None:
+    run = RunTree()
+    for event in recorded_events():
+        run.apply(event)
+    check_snapshot("expanded.txt", draw(run, expanded=True))
+    one = draw(run, only_iteration=2)
+    assert "Count ERROR lines in:" in one and "iteration 3" not in one
+    check_snapshot("iteration_2.txt", one)
+
+
+def read_pty(fd: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> bytes:
+    output = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        elif proc.poll() is not None:
+            break
+    return output
+
+
+def test_live_tree_under_a_pty(write_script: Callable[..., str], tmp_path: Path) -> None:
+    script = write_script(
+        [
+            repl("print(len(context))", "Look first."),
+            repl(
+                "import time\nr = llm_query_batched([f'item {i}' for i in range(20)])\ntime.sleep(0.3)"
+            ),
+            repl("FINAL('twenty')"),
+        ]
+    )
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rlm_cli",
+            "ask",
+            "--provider",
+            "scripted",
+            "--script",
+            script,
+            "q?",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        env={**os.environ, "COLUMNS": "100", "LINES": "40", "TERM": "xterm-256color"},
+    )
+    os.close(follower)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(b"some text")
+    proc.stdin.close()
+    screen = read_pty(leader, proc).decode("utf-8", "replace")
+    os.close(leader)
+    assert proc.wait(timeout=30) == 0
+    assert proc.stdout.read() == b"twenty\n"  # stdout holds only the answer
+    assert "\x1b[" in screen  # drawn with terminal control codes: a live view, not plain lines
+    for expected in (
+        "question",
+        "iteration",
+        "llm_query_batched",
+        "20/20 done",
+        "sub-calls 20 done",
+    ):
+        assert expected in screen, expected
+    assert "rlm: iteration" not in screen
+
+
+def test_plain_lines_when_stderr_is_a_file(write_script: Callable[..., str]) -> None:
+    script = write_script([repl("FINAL('x')")])
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rlm_cli",
+            "ask",
+            "--provider",
+            "scripted",
+            "--script",
+            script,
+            "q?",
+        ],
+        input=b"text",
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.stdout == b"x\n"
+    assert proc.stderr.startswith(b"rlm: run ") and b"\x1b[" not in proc.stderr
+
+
+@pytest.mark.parametrize("view", ["none", "plain"])
+def test_view_flag(write_script: Callable[..., str], view: str) -> None:
+    script = write_script([repl("FINAL('x')")])
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlm_cli", "ask", "--view", view, "--provider", "scripted"]
+        + ["--script", script, "q?"],
+        input=b"text",
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.stdout == b"x\n"
+    assert (proc.stderr == b"") == (view == "none")
+
+
+def test_bad_view_is_a_usage_error() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlm_cli", "ask", "--view", "fancy", "q?"],
+        input=b"text",
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert b"--view" in proc.stderr
