@@ -172,8 +172,19 @@ def test_plain_lines_when_stderr_is_a_file(write_script: Callable[..., str]) -> 
 def test_view_flag(write_script: Callable[..., str], view: str) -> None:
     script = write_script([repl("FINAL('x')")])
     proc = subprocess.run(
-        [sys.executable, "-m", "rlm_cli", "ask", "--view", view, "--provider", "scripted"]
-        + ["--script", script, "q?"],
+        [
+            sys.executable,
+            "-m",
+            "rlm_cli",
+            "ask",
+            "--view",
+            view,
+            "--provider",
+            "scripted",
+            "--script",
+            script,
+            "q?",
+        ],
         input=b"text",
         capture_output=True,
         timeout=60,

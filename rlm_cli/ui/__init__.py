@@ -8,7 +8,7 @@ from typing import Protocol, TextIO
 from rlm_cli.events import Event
 
 
-class ViewName(str, enum.Enum):
+class ViewName(enum.StrEnum):
     auto = "auto"
     tree = "tree"
     plain = "plain"
