@@ -52,6 +52,10 @@ class LimitReached(RlmError):
     exit_code = 6
 
 
+class InternalError(RlmError):
+    """A bug: an exception nobody expected. Its cause is kept for --debug."""
+
+
 class Interrupted(RlmError):
     """Ctrl-C."""
 

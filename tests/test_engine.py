@@ -204,3 +204,9 @@ def test_events_round_trip_through_json() -> None:
         data = json.loads(json.dumps(event.to_json()))
         assert event_from_json(data) == event
     assert event_from_json({"type": "trace_header"}) is None
+
+
+def test_prose_final_ends_at_the_first_closing_line() -> None:
+    final = find_prose_final("FINAL(Paris)\n\n(Found in the second paragraph of the context.)")
+    assert final is not None and final.answer == "Paris"
+    assert find_prose_final("```repl\nFINAL(result)\n```") is None  # code is not prose

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 import sys
 import traceback
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
 import typer
 
-from rlm_cli.errors import EXIT_CODES, Interrupted, RlmError, UsageError
+from rlm_cli.errors import EXIT_CODES, InternalError, Interrupted, RlmError, UsageError
+from rlm_cli.events import Event, RunFinished
+from rlm_cli.trace.writer import TraceWriter
 from rlm_cli.ui import ViewName
+
+if TYPE_CHECKING:
+    from rlm_cli.api import RLM
+    from rlm_cli.engine.run import RunResult
+    from rlm_cli.inputs import Inputs
 
 EPILOG = (
     "Examples:\n\n"
@@ -167,47 +177,36 @@ def _run(
     view: str,
     debug: bool,
 ) -> int:
-    from rlm_cli.api import RLM
-    from rlm_cli.inputs import resolve
-    from rlm_cli.trace.writer import TraceWriter
     from rlm_cli.ui import open_view
 
     question, paths = args[-1], args[:-1]
     trace_path = overrides.get("trace")
-    rlm = None
+    finished: list[RunFinished] = []  # the engine's own summary, for --json after an interrupt
     try:
-        try:
-            if not question.strip():
-                raise UsageError("the question is empty; give it as the last argument")
-            rlm = RLM(config=config, **overrides)
-            inputs = resolve(paths, _piped_stdin())
-        except RlmError as exc:
-            if trace_path:  # every run leaves a trace, even one that never started
-                settings = rlm.settings.public() if rlm else overrides
-                writer = TraceWriter(trace_path)
-                writer.header(question, settings, None)
-                writer.failed_before_start(str(exc))
-                writer.close()
-            raise
+        rlm, inputs = _prepare(question, paths, overrides, config)
         watcher = open_view(view, sys.stderr)
+
+        def on_event(event: Event) -> None:
+            watcher(event)
+            if isinstance(event, RunFinished):
+                finished.append(event)
+
         try:
-            result = asyncio.run(rlm.run(inputs, question, on_event=watcher))
+            result = asyncio.run(_until_terminated(rlm.run(inputs, question, on_event=on_event)))
         finally:
             watcher.close()  # the live view must be done drawing before anything else prints
             inputs.cleanup()
     except RlmError as exc:
         return _fail(exc, as_json, trace_path, debug)
-    except KeyboardInterrupt:
-        return _fail(Interrupted("interrupted"), as_json, trace_path, debug)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        data = result_json(finished[-1].to_json(), trace_path) if finished else None
+        return _fail(Interrupted("interrupted"), as_json, trace_path, debug, data)
     except Exception as exc:
-        if debug:
-            traceback.print_exc()
-        else:
-            print(
-                f"rlm: unexpected error: {type(exc).__name__}: {exc} (run with --debug for details)",
-                file=sys.stderr,
-            )
-        return 1
+        error = InternalError(
+            f"unexpected error: {type(exc).__name__}: {exc} (--debug shows where)"
+        )
+        error.__cause__ = exc
+        return _fail(error, as_json, trace_path, debug)
     if result.error is not None:
         return _fail(
             result.error, as_json, trace_path, debug, result_json(result.__dict__, trace_path)
@@ -222,6 +221,40 @@ def _run(
             file=sys.stderr,
         )
     return result.exit_code
+
+
+def _prepare(
+    question: str, paths: list[str], overrides: dict[str, Any], config: Path | None
+) -> tuple[RLM, Inputs]:
+    """Settings, providers and inputs: everything that can fail before the run starts."""
+    from rlm_cli.api import RLM
+    from rlm_cli.inputs import resolve
+
+    rlm = None
+    try:
+        if not question.strip():
+            raise UsageError("the question is empty; give it as the last argument")
+        rlm = RLM(config=config, **overrides)
+        return rlm, resolve(paths, _piped_stdin())
+    except RlmError as exc:
+        trace_path = overrides.get("trace")
+        if trace_path:  # every run leaves a trace, even one that never started
+            settings = rlm.settings.public() if rlm else overrides
+            with contextlib.suppress(RlmError):  # an unwritable trace must not hide `exc`
+                writer = TraceWriter(trace_path)
+                writer.header(question, settings, None)
+                writer.failed_before_start(str(exc))
+                writer.close()
+        raise
+
+
+async def _until_terminated(run: Coroutine[Any, Any, RunResult]) -> RunResult:
+    """Run to the end, treating SIGTERM (CI runners, `timeout`) like Ctrl-C: the run is
+    cancelled, and still ends with a summary in its trace."""
+    task = asyncio.ensure_future(run)
+    with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await task
 
 
 def result_json(fields: dict[str, Any], trace_path: str | None) -> dict[str, Any]:
@@ -246,8 +279,10 @@ def _fail(
     debug: bool,
     data: dict[str, Any] | None = None,
 ) -> int:
-    if debug and error.__traceback__ is not None:
-        traceback.print_exception(error)
+    if debug:
+        cause = error.__cause__ or error
+        if cause.__traceback__ is not None:
+            traceback.print_exception(cause)
     print(f"rlm: error: {error}", file=sys.stderr)
     if as_json:
         _print_json(data or result_json({"status": error.status, "error": error}, trace_path))

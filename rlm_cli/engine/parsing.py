@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 CODE_BLOCK = re.compile(r"```(?:repl|python|py)[ \t]*\r?\n(.*?)```", re.DOTALL)
 PROSE_FINAL_VAR = re.compile(r"^[ \t]*FINAL_VAR\(\s*['\"]?([A-Za-z_]\w*)['\"]?\s*\)", re.MULTILINE)
-PROSE_FINAL = re.compile(r"^[ \t]*FINAL\((.*)\)[ \t]*$", re.MULTILINE | re.DOTALL)
+# Lazy: the answer ends at the first ")" that closes a line, not at the last one in the reply.
+PROSE_FINAL = re.compile(r"^[ \t]*FINAL\((.*?)\)[ \t]*$", re.MULTILINE | re.DOTALL)
 
 
 def extract_code_blocks(text: str) -> list[str]:
@@ -25,7 +26,8 @@ class ProseFinal:
 
 
 def find_prose_final(text: str) -> ProseFinal | None:
-    """A FINAL(...) / FINAL_VAR(...) line in a reply. Only trusted for replies with no code."""
+    """A FINAL(...) / FINAL_VAR(...) line in a reply's prose (code blocks are not prose)."""
+    text = CODE_BLOCK.sub("", text)
     match = PROSE_FINAL_VAR.search(text)
     if match:
         return ProseFinal(variable=match.group(1))

@@ -54,8 +54,8 @@ class SubcallRouter:
         self, prompt: str, model: str, cell: int, batch_id: int | None, batch_size: int
     ) -> str:
         subcall_id = next(self._ids)
-        self.count += 1
         async with self._limit:
+            self.count += 1
             self._bus.emit(
                 SubcallStarted(
                     self._run_id,
@@ -79,10 +79,11 @@ class SubcallRouter:
                 if too_big:
                     raise ContextLengthError(too_big)
                 completion = await self._provider.complete(request)
-            except RlmError as exc:
+            except (RlmError, asyncio.CancelledError) as exc:
                 if isinstance(exc, ProviderAuthError) and self.fatal is None:
                     self.fatal = exc
-                error = str(exc)
+                cancelled = isinstance(exc, asyncio.CancelledError)
+                error = "cancelled: its cell was over" if cancelled else str(exc)
                 self._bus.emit(
                     SubcallFinished(
                         self._run_id,
@@ -96,6 +97,8 @@ class SubcallRouter:
                         batch_id=batch_id,
                     )
                 )
+                if cancelled:
+                    raise
                 return f"Error: llm_query failed: {error}"
         self._ledger.add(completion.model, completion.usage, completion.cost_usd)
         self._bus.emit(

@@ -13,7 +13,7 @@ from rlm_cli.engine import prompts
 from rlm_cli.engine.parsing import extract_code_blocks, find_prose_final
 from rlm_cli.engine.router import SubcallRouter, retry_reporter
 from rlm_cli.engine.usage import UsageLedger
-from rlm_cli.errors import RlmError
+from rlm_cli.errors import InternalError, RlmError
 from rlm_cli.events import (
     CellFinished,
     CellStarted,
@@ -113,6 +113,9 @@ class Run:
         except RlmError as exc:
             error = exc
             status = exc.status
+        except Exception as exc:  # a bug must still end the run with a summary and a trace
+            error = InternalError(f"internal error: {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
         except asyncio.CancelledError:
             status = "interrupted"
             self._finish(status, None, started, "interrupted")

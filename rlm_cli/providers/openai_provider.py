@@ -64,7 +64,7 @@ class OpenAIProvider(SDKProvider):
 
         async def attempt(client: Any) -> Completion:
             parts: list[str] = []
-            usage = Usage()
+            usage: Usage | None = None
             finish = request_id = None
             async for chunk in await client.chat.completions.create(**params):
                 request_id = request_id or chunk.id
@@ -81,9 +81,9 @@ class OpenAIProvider(SDKProvider):
         return await self._retrying(request, attempt)
 
 
-def _usage(raw: Any) -> Usage:
+def _usage(raw: Any) -> Usage | None:
     if raw is None:
-        return Usage()
+        return None
     details = getattr(raw, "prompt_tokens_details", None)
     return Usage(
         input_tokens=raw.prompt_tokens or 0,

@@ -105,18 +105,20 @@ class SDKProvider:
         self,
         request: ModelRequest,
         text: str,
-        usage: Usage,
+        usage: Usage | None,
         finish: str | None,
         request_id: str | None,
     ) -> Completion:
+        """`usage` None: the server reported none (some compatible servers don't), so the cost
+        is unknown rather than free."""
         # Counted under the name asked for, so totals line up with the settings and the prices.
         return Completion(
             text=text,
             model=request.model,
-            usage=usage,
+            usage=usage or Usage(),
             finish_reason=finish,
             request_id=request_id,
-            cost_usd=self._conn.cost(request.model, usage),
+            cost_usd=None if usage is None else self._conn.cost(request.model, usage),
         )
 
     def _check_stream_ended(self, request: ModelRequest, finish: str | None) -> None:

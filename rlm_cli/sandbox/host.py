@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ from rlm_cli.sandbox.worker import HEADER, encode_frame
 ENV_PASSED = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SYSTEMROOT")
 # After SIGINT, how long a timed-out cell gets to unwind before the worker is killed and replaced.
 INTERRUPT_GRACE_S = 0.5
+PR_SET_DUMPABLE = 4
 
 
 @dataclass(frozen=True)
@@ -69,12 +71,13 @@ class Sandbox:
         self._on_query = on_query
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._stderr_task: asyncio.Task[None] | None = None
-        self._stderr_tail = bytearray()
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._queries: set[asyncio.Task[None]] = set()
         self._ready: asyncio.Future[dict[str, Any]] | None = None
         self._workdir = tempfile.mkdtemp(prefix="rlm-sandbox-")
+        # The worker's stderr (and whatever its cells' children write there) goes to a file, not a
+        # pipe: a child process that outlives the worker must not keep the host waiting on a pipe.
+        self._stderr_path = os.path.join(self._workdir, ".worker-stderr")
         self._cell = 0
         self.meta: dict[str, Any] = {}
 
@@ -86,22 +89,22 @@ class Sandbox:
         """Start the worker and wait until it has loaded the inputs; returns the context metadata."""
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
-        self._stderr_tail.clear()
         env = {key: os.environ[key] for key in ENV_PASSED if key in os.environ}
-        self._proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-I",
-            "-u",
-            str(worker_program.__file__),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-            cwd=self._workdir,
-            start_new_session=True,  # Ctrl-C on the terminal reaches the host only
-        )
+        hide_environment()
+        with open(self._stderr_path, "wb") as stderr:
+            self._proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-I",
+                "-u",
+                str(worker_program.__file__),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=stderr,
+                env=env,
+                cwd=self._workdir,
+                start_new_session=True,  # Ctrl-C on the terminal reaches the host only
+            )
         self._reader = asyncio.create_task(self._read_frames(self._proc))
-        self._stderr_task = asyncio.create_task(self._drain_stderr(self._proc))
         await self._send(
             {
                 "type": "init",
@@ -121,6 +124,12 @@ class Sandbox:
 
     async def execute(self, code: str, timeout: float) -> CellResult:
         """Run one cell. A cell past `timeout` is interrupted; a dead or stuck worker is replaced."""
+        try:
+            return await self._execute(code, timeout)
+        finally:
+            self._cancel_queries()
+
+    async def _execute(self, code: str, timeout: float) -> CellResult:
         if self._proc is None or self._proc.returncode is not None:
             await self._restart()
         self._cell += 1
@@ -200,7 +209,12 @@ class Sandbox:
         return f"The REPL worker process died (exit code {code}) while running the cell.{detail}"
 
     def _stderr_text(self) -> str:
-        return self._stderr_tail.decode("utf-8", "replace").strip()[-500:]
+        try:
+            with open(self._stderr_path, "rb") as stderr:
+                stderr.seek(max(os.path.getsize(self._stderr_path) - 2000, 0))
+                return stderr.read().decode("utf-8", "replace").strip()[-500:]
+        except OSError:
+            return ""
 
     def _signal(self, signum: int) -> None:
         if self._proc is not None and self._proc.returncode is None:
@@ -209,27 +223,31 @@ class Sandbox:
 
     async def _stop_process(self) -> None:
         proc, self._proc = self._proc, None
-        for task in list(self._queries):
-            task.cancel()
+        self._cancel_queries()
         if proc is None:
             return
-        if proc.returncode is None:
-            # The worker runs in its own session: kill the group, so children of cells die too.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+        # The worker runs in its own session: kill the whole group, so that children of cells die
+        # too, even when the worker itself has already exited.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
             await proc.wait()
-        tasks = [t for t in (self._reader, self._stderr_task) if t is not None]
-        self._reader = self._stderr_task = None
-        for task in tasks:
+        reader, self._reader = self._reader, None
+        if reader is not None:
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await reader
+
+    def _cancel_queries(self) -> None:
+        """Sub-calls still running when their cell is over (left by a timed-out cell or a thread
+        it started) would only hold concurrency slots the next cell needs."""
+        for task in list(self._queries):
+            task.cancel()
 
     async def _send(self, message: dict[str, Any]) -> None:
         proc = self._proc
         if proc is None or proc.stdin is None or proc.returncode is not None:
             raise WorkerDied
-        proc.stdin.write(encode_frame(message))
+        proc.stdin.write(encode_frame(message, keep_surrogates=True))
         await proc.stdin.drain()
 
     async def _read_frames(self, proc: asyncio.subprocess.Process) -> None:
@@ -241,7 +259,7 @@ class Sandbox:
                 message = json.loads(body)
                 kind = message["type"]
                 if kind == "query":
-                    task = asyncio.create_task(self._answer(message))
+                    task = asyncio.create_task(self._answer(proc, message))
                     self._queries.add(task)
                     task.add_done_callback(self._queries.discard)
                 elif kind == "result":
@@ -252,9 +270,11 @@ class Sandbox:
                     self._ready.set_result(message)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
+        except (ValueError, KeyError, TypeError):
+            # A garbled frame (a cell wrote to the protocol pipe): this worker can't be trusted.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                await proc.wait()
             pending = [*self._waiting.values(), self._ready]
             self._waiting.clear()
             for future in pending:
@@ -262,7 +282,7 @@ class Sandbox:
                     future.set_exception(WorkerDied())
                     future.exception()  # mark retrieved: nobody may be waiting any more
 
-    async def _answer(self, message: dict[str, Any]) -> None:
+    async def _answer(self, proc: asyncio.subprocess.Process, message: dict[str, Any]) -> None:
         request = QueryRequest(
             prompts=message["prompts"],
             model=message.get("model"),
@@ -274,11 +294,19 @@ class Sandbox:
         except Exception as exc:  # a bug behind the handler must fail the call, not hang the cell
             error = f"Error: llm_query failed: {type(exc).__name__}: {exc}"
             results = [error] * len(request.prompts)
-        with contextlib.suppress(WorkerDied, ConnectionError):
-            await self._send({"type": "reply", "id": message["id"], "results": results})
+        if proc is self._proc:  # a replaced worker's query ids mean nothing to its successor
+            with contextlib.suppress(WorkerDied, ConnectionError):
+                await self._send({"type": "reply", "id": message["id"], "results": results})
 
-    async def _drain_stderr(self, proc: asyncio.subprocess.Process) -> None:
-        assert proc.stderr is not None
-        while chunk := await proc.stderr.read(65536):
-            self._stderr_tail += chunk
-            del self._stderr_tail[:-8192]
+
+def hide_environment() -> None:
+    """Make this process's /proc entries (environ, mem) unreadable to other processes of the same
+    user, so cell code cannot read the API keys from /proc/<host pid>/environ. Linux only; a
+    process running as root can still read them (see docs/ARCHITECTURE.md)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass

@@ -34,11 +34,17 @@ SCAFFOLD = (
 )
 
 
-def encode_frame(message: dict[str, Any]) -> bytes:
-    """One frame: a 4-byte big-endian length, then that many bytes of UTF-8 JSON."""
-    # Lone surrogates (from surrogateescape-decoded bytes) become "?": downstream, every writer
-    # (stdout, the trace, the provider's HTTP body) needs valid UTF-8.
-    body = json.dumps(message, ensure_ascii=False).encode("utf-8", "replace")
+def encode_frame(message: dict[str, Any], *, keep_surrogates: bool = False) -> bytes:
+    """One frame: a 4-byte big-endian length, then that many bytes of UTF-8 JSON.
+
+    Lone surrogates (from bytes decoded with surrogateescape) become "?" by default: downstream,
+    every writer (stdout, the trace, a provider's HTTP body) needs valid UTF-8. The host keeps
+    them (escaped as \\udcXX), because a file name that is not UTF-8 must reach open() intact.
+    """
+    if keep_surrogates:
+        body = json.dumps(message).encode("ascii")
+    else:
+        body = json.dumps(message, ensure_ascii=False).encode("utf-8", "replace")
     return HEADER.pack(len(body)) + body
 
 
@@ -146,7 +152,6 @@ class Worker:
         self.in_cell = False
         self.final: Any = None
         self.final_source: str | None = None
-        self.host_gone = False
         self.context: Any = None
         self.scaffold: dict[str, Any] = {}
 
@@ -174,8 +179,6 @@ class Worker:
     # ----- scaffold functions bound in the namespace -----
 
     def _query(self, prompts: list[str], model: str | None, batched: bool) -> list[str]:
-        if self.host_gone:
-            raise RuntimeError("the host has gone away; no sub-calls can be made")
         event = threading.Event()
         slot: list[Any] = []
         with self.pending_lock:
@@ -333,11 +336,9 @@ class Worker:
                     waiting[0].set()
             else:
                 self.commands.put(message)
-        self.host_gone = True
-        with self.pending_lock:
-            for event, _slot in self.pending.values():
-                event.set()
-        self.commands.put(None)
+        # The host closed the pipe: it finished, or it died. Either way nobody will read what this
+        # process does next, and a cell still running (say, `while True: pass`) must not outlive it.
+        os._exit(0)
 
     def serve(self) -> None:
         init = self.conn.recv()

@@ -25,7 +25,11 @@ class TraceWriter:
         self.path = path
         self.full = full
         try:
-            self._file: IO[str] = open(path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115
+            # backslashreplace: a question or file name that is not valid UTF-8 (a lone
+            # surrogate) is written as a \\udcXX JSON escape instead of failing the run.
+            self._file: IO[str] = open(  # noqa: SIM115 - closed by close()
+                path, "w", encoding="utf-8", errors="backslashreplace", buffering=1
+            )
         except OSError as exc:
             raise UsageError(f"--trace {path}: cannot write the trace ({exc.strerror})") from None
 

@@ -1,0 +1,228 @@
+"""Runs that end badly: stray child processes, a dying host, garbled frames, odd bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import read_trace, repl, run_rlm
+
+from rlm_cli import RLM
+from rlm_cli.events import SubcallFinished
+from rlm_cli.providers.base import Completion, ModelRequest, TextCallback
+from rlm_cli.providers.scripted import ScriptedProvider, SubRule
+
+
+def ask(script: str, *extra: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    return run_rlm(
+        "ask",
+        "--provider",
+        "scripted",
+        "--script",
+        script,
+        *extra,
+        "q?",
+        stdin=b"text",
+        timeout=timeout,
+    )
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is as good as gone
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_gone(pid: int, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_detached_child_of_a_cell_does_not_hold_the_run(write_script: Callable[..., str]) -> None:
+    script = write_script(
+        [
+            repl(
+                "import subprocess\nsubprocess.Popen(['sleep', '30'], start_new_session=True)\nFINAL('done')"
+            )
+        ]
+    )
+    started = time.monotonic()
+    proc = ask(script)
+    assert proc.returncode == 0 and proc.stdout == b"done\n"
+    assert time.monotonic() - started < 15
+
+
+def test_a_worker_dying_with_a_child_is_noticed_at_once(write_script: Callable[..., str]) -> None:
+    script = write_script(
+        [
+            repl("import os, subprocess\nsubprocess.Popen(['sleep', '30'])\nos._exit(3)"),
+            repl("FINAL('recovered')"),
+        ]
+    )
+    started = time.monotonic()
+    proc = ask(script, "--cell-timeout", "20")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"recovered\n"
+    assert time.monotonic() - started < 15
+
+
+def start_spinning(
+    write_script: Callable[..., str], tmp_path: Path
+) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """An `rlm ask` whose cell spins forever; returns it, the worker's pid, and the trace path."""
+    pid_file = tmp_path / "worker.pid"
+    script = write_script(
+        [repl(f"import os\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\nwhile True: pass")]
+    )
+    trace = tmp_path / "t.jsonl"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rlm_cli",
+            "ask",
+            "--provider",
+            "scripted",
+            "--script",
+            script,
+            "--trace",
+            str(trace),
+            "--json",
+            "q?",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(b"text")
+    proc.stdin.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (pid_file.exists() and pid_file.read_text()):
+        time.sleep(0.05)
+    return proc, int(pid_file.read_text()), trace
+
+
+def test_sigterm_ends_the_run_and_its_worker(
+    write_script: Callable[..., str], tmp_path: Path
+) -> None:
+    proc, worker, trace = start_spinning(write_script, tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 130
+    assert proc.stdout is not None
+    data = json.loads(proc.stdout.read())
+    assert data["status"] == "interrupted" and data["iterations"] == 1
+    assert read_trace(trace)[-1]["status"] == "interrupted"
+    assert wait_gone(worker)
+
+
+def test_a_killed_host_takes_its_worker_along(
+    write_script: Callable[..., str], tmp_path: Path
+) -> None:
+    proc, worker, _trace = start_spinning(write_script, tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=20)
+    assert wait_gone(worker)
+
+
+def test_a_garbled_frame_replaces_the_worker(write_script: Callable[..., str]) -> None:
+    garble = (
+        "import os, fcntl, stat\n"
+        "for fd in range(3, 32):\n"
+        "    try:\n"
+        "        if stat.S_ISFIFO(os.fstat(fd).st_mode) and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY:\n"
+        "            os.write(fd, b'\\x00\\x00\\x00\\x02{}')\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "import time; time.sleep(5)"
+    )
+    script = write_script([repl(garble), repl("FINAL(context)")])
+    proc = ask(script, "--cell-timeout", "30")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"text\n"
+    assert b"worker restarted" in proc.stderr
+
+
+def test_a_final_line_inside_failed_code_is_not_the_last_turn_answer(
+    write_script: Callable[..., str],
+) -> None:
+    script = write_script([repl("x = 1"), repl("result = 1/0\nFINAL(result)")])
+    proc = ask(script, "--max-iterations", "1", "--json")
+    assert proc.returncode == 6
+    assert json.loads(proc.stdout)["answer"] != "result"
+
+
+def test_file_names_and_questions_that_are_not_utf8(
+    write_script: Callable[..., str], tmp_path: Path
+) -> None:
+    name = os.fsdecode(b"caf\xe9.txt")  # Latin-1 bytes: a surrogate-escaped str
+    (tmp_path / name).write_text("hello")
+    script = write_script([repl("FINAL(len(context))")])
+    trace = tmp_path / "t.jsonl"
+    question = os.fsdecode(b"caf\xe9?")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rlm_cli",
+            "ask",
+            "--provider",
+            "scripted",
+            "--script",
+            script,
+            "--trace",
+            str(trace),
+            str(tmp_path / name),
+            question,
+        ],
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"5\n"
+    assert read_trace(trace)[0]["question"] == question
+
+
+class SlowWorker(ScriptedProvider):
+    """Sub-calls take half a second: slow enough for a cell to time out in the middle of them."""
+
+    async def complete(self, request: ModelRequest) -> Completion:
+        if request.purpose == "sub":
+            await asyncio.sleep(0.5)
+        return await super().complete(request)
+
+    async def stream(self, request: ModelRequest, on_text: TextCallback) -> Completion:
+        return await self.complete(request)
+
+
+def test_sub_calls_of_a_timed_out_cell_are_cancelled() -> None:
+    provider = SlowWorker(
+        [
+            repl("r = llm_query_batched([f'p{i}' for i in range(20)])"),
+            repl("FINAL(llm_query('after'))"),
+        ],
+        [SubRule(None, "ok")],
+    )
+    result = RLM(root_provider=provider, max_concurrency=2, cell_timeout=1).completion("c", "q")
+    assert result.answer == "ok"  # the second cell got a slot at once and finished in time
+    finished = [e for e in result.events if isinstance(e, SubcallFinished)]
+    cancelled = [e for e in finished if e.error and e.error.startswith("cancelled")]
+    assert cancelled and len(finished) < 20
+    assert result.subcalls == len(finished)
