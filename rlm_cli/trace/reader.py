@@ -606,9 +606,10 @@ def _fill_from_header(run: Doc, header: Mapping[str, Any]) -> None:
     if run["question"] is None:
         run["question"] = header.get("question")
     if run["root_model"] is None:
-        run["root_model"] = settings.get("root_model")
+        # A bad setting is recorded as given, before the model names are worked out.
+        run["root_model"] = settings.get("root_model") or settings.get("model")
     if run["sub_model"] is None:
-        run["sub_model"] = settings.get("worker_model")
+        run["sub_model"] = settings.get("worker_model") or settings.get("sub_model")
     if run["start_ts"] is None:
         run["start_ts"] = header.get("started_at")
 
