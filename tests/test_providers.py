@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from conftest import read_trace, repl, run_rlm
-from fake_llm import FakeLLM, Fault
+
+from rlm_cli.bench.fake_llm import FakeLLM, Fault
 
 HAYSTACK = b"alpha\nbeta\nthe code is 42\ngamma\n"
 ROOT = [

@@ -30,12 +30,13 @@ class Fault:
 @dataclass
 class FakeLLM:
     root: list[str]
-    sub: Callable[[str], str] = lambda prompt: "ok"
+    sub: Callable[[str], str] = field(default=lambda prompt: "ok")
     api_key: str = "test-key"
     faults: list[Fault] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     reported: list[dict[str, int]] = field(default_factory=list)
     cached_tokens: int = 0  # reported as cache reads on every root call after the first
+    latency_s: float = 0.0  # added to every request, as a real model's time to answer
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -115,6 +116,8 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
             else:
                 is_root = body["messages"][0]["role"] == "system"
                 prompt = body["messages"][-1]["content"]
+            if fake.latency_s:
+                time.sleep(fake.latency_s)
             fault = fake.take_fault(is_root)
             if fault is not None and fault.kind == "delay":
                 time.sleep(fault.delay_s)

@@ -174,7 +174,7 @@ def _subcall(parent: Tree, call: Subcall, *, full: bool) -> None:
 
 def _batch(parent: Tree, batch: Batch, now: float | None) -> None:
     label = Text.assemble(("llm_query_batched ", "cyan"), (batch.model, "dim"))
-    bar = ProgressBar(total=batch.size, completed=batch.done, width=24)
+    bar = ProgressBar(total=batch.size, completed=batch.done, width=20)
     summary = Text(f" {batch.done}/{batch.size} done, {batch.in_flight} in flight")
     if batch.failed:
         summary.append(f", {batch.failed} failed", style="red")
@@ -184,8 +184,8 @@ def _batch(parent: Tree, batch: Batch, now: float | None) -> None:
     summary.append(f" · {max(end - batch.started, 0):.1f}s", style="dim")
     row = Table.grid(padding=(0, 1))
     row.add_column(no_wrap=True)
-    row.add_column(width=24)
-    row.add_column()
+    row.add_column(width=20)
+    row.add_column(no_wrap=True, overflow="ellipsis")
     row.add_row(label, bar, summary)
     node = parent.add(row)
     for call in batch.slowest():

@@ -1,0 +1,1 @@
+"""Benchmark support: a simulated model server speaking the vendors' wire formats."""
