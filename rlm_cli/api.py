@@ -76,6 +76,8 @@ class RLM:
             run = Run(question, inputs, self.settings, self._root, self._worker, bus)
             result = await run.execute()
         finally:
+            for provider in {id(self._root): self._root, id(self._worker): self._worker}.values():
+                await provider.aclose()
             if trace is not None:
                 trace.close()
             if inputs is not context:

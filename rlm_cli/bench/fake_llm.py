@@ -8,12 +8,12 @@ Every successful request's usage is recorded in `reported`, to compare with rlm'
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from typing import Any
 
 
@@ -41,21 +41,32 @@ class FakeLLM:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._root_calls = 0
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._loop = asyncio.new_event_loop()
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(
+                lambda r, w: _serve(self, r, w), "127.0.0.1", 0, backlog=1024, limit=1 << 24
+            )
+        )
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     def __enter__(self) -> FakeLLM:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        async def stop() -> None:
+            self._server.close()
+            await self._server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
 
     def total_reported(self) -> dict[str, int]:
         total: dict[str, int] = {}
@@ -90,108 +101,131 @@ class FakeLLM:
                 self._root_calls -= 1
 
 
-def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+@dataclass
+class _Response:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    events: list[str] | None = None  # a streamed (SSE) reply
+    cut: bool = False  # close the connection half-way through the stream
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
 
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
-            anthropic = self.path.endswith("/messages")
-            fake.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
-            # Anthropic SDKs send x-api-key (1.x) or a bearer token (2.x).
-            key = self.headers.get("x-api-key") or self.headers.get("authorization", "")
-            if key not in (fake.api_key, f"Bearer {fake.api_key}"):
-                return self._error(
-                    401,
-                    "invalid x-api-key" if anthropic else "Incorrect API key provided",
-                    anthropic,
+async def _serve(fake: FakeLLM, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """One HTTP/1.1 connection: requests in turn, kept alive until a stream or the client ends it."""
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            request_line, *header_lines = head.decode("latin-1").split("\r\n")
+            headers = {}
+            for line in header_lines:
+                if ":" in line:
+                    name, value = line.split(":", 1)
+                    headers[name.strip().lower()] = value.strip()
+            body = await reader.readexactly(int(headers.get("content-length", 0)))
+            response = await _respond(fake, request_line.split(" ")[1], headers, body)
+            if response.events is None:
+                _write_head(
+                    writer,
+                    response.status,
+                    "application/json",
+                    len(response.body),
+                    response.headers,
                 )
-            if anthropic:
-                is_root = "system" in body
-                last = body["messages"][-1]["content"]
-                prompt = last if isinstance(last, str) else "".join(b["text"] for b in last)
-            else:
-                is_root = body["messages"][0]["role"] == "system"
-                prompt = body["messages"][-1]["content"]
-            if fake.latency_s:
-                time.sleep(fake.latency_s)
-            fault = fake.take_fault(is_root)
-            if fault is not None and fault.kind == "delay":
-                time.sleep(fault.delay_s)
-            elif fault is not None and fault.kind == "status":
-                return self._error(fault.status, "injected", anthropic, fault.body, fault.headers)
-            elif fault is not None and fault.kind == "malformed":
-                return self._send(200, b'{"id": "x", "choices": [', "application/json")
-            text, later_root = fake.reply_for(is_root, prompt)
-            input_tokens = len(json.dumps(body["messages"])) // 4 + 1
-            output_tokens = len(text) // 4 + 1
-            cached = min(fake.cached_tokens, input_tokens) if later_root else 0
-            model = body["model"]
-            if body.get("stream"):
-                events = (
-                    _anthropic_stream(model, text, input_tokens, output_tokens, cached)
-                    if anthropic
-                    else _openai_stream(model, text, input_tokens, output_tokens, cached)
-                )
-                self._stream(events, cut=fault is not None and fault.kind == "cut")
-                if fault is not None and fault.kind == "cut":
-                    fake.give_back(is_root)  # the client never got this reply whole
-                    return
-            else:
-                payload = (
-                    _anthropic_message(model, text, input_tokens, output_tokens, cached)
-                    if anthropic
-                    else _openai_completion(model, text, input_tokens, output_tokens, cached)
-                )
-                self._send(200, json.dumps(payload).encode(), "application/json")
-            fake.reported.append(
-                {
-                    "input_tokens": input_tokens,
-                    "output_tokens": output_tokens,
-                    "cached_input_tokens": cached,
-                }
+                writer.write(response.body)
+                await writer.drain()
+                continue
+            _write_head(writer, response.status, "text/event-stream", None, {"connection": "close"})
+            events = (
+                response.events[: max(len(response.events) // 2, 1)]
+                if response.cut
+                else response.events
             )
-
-        def _send(
-            self, status: int, data: bytes, ctype: str, headers: dict[str, str] | None = None
-        ) -> None:
-            self.send_response(status)
-            self.send_header("content-type", ctype)
-            self.send_header("content-length", str(len(data)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _error(
-            self,
-            status: int,
-            message: str,
-            anthropic: bool,
-            body: dict[str, Any] | None = None,
-            headers: dict[str, str] | None = None,
-        ) -> None:
-            if body is None:
-                error = {"message": message, "type": "error"}
-                body = {"type": "error", "error": error} if anthropic else {"error": error}
-            self._send(status, json.dumps(body).encode(), "application/json", headers)
-
-        def _stream(self, events: list[str], cut: bool) -> None:
-            self.send_response(200)
-            self.send_header("content-type", "text/event-stream")
-            self.send_header("connection", "close")
-            self.end_headers()
-            if cut:
-                events = events[: max(len(events) // 2, 1)]
             for event in events:
-                self.wfile.write(event.encode())
-                self.wfile.flush()
-            self.close_connection = True
+                writer.write(event.encode())
+                await writer.drain()
+            return
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+        return
+    finally:
+        writer.close()
 
-    return Handler
+
+def _write_head(
+    writer: asyncio.StreamWriter,
+    status: int,
+    ctype: str,
+    length: int | None,
+    headers: dict[str, str],
+) -> None:
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", f"content-type: {ctype}"]
+    if length is not None:
+        lines.append(f"content-length: {length}")
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+
+
+async def _respond(fake: FakeLLM, path: str, headers: dict[str, str], raw: bytes) -> _Response:
+    body = json.loads(raw)
+    anthropic = path.endswith("/messages")
+    fake.requests.append({"path": path, "body": body, "headers": headers})
+    # Anthropic SDKs send x-api-key (1.x) or a bearer token (2.x).
+    key = headers.get("x-api-key") or headers.get("authorization", "")
+    if key not in (fake.api_key, f"Bearer {fake.api_key}"):
+        message = "invalid x-api-key" if anthropic else "Incorrect API key provided"
+        return _error(401, message, anthropic)
+    if anthropic:
+        is_root = "system" in body
+        last = body["messages"][-1]["content"]
+        prompt = last if isinstance(last, str) else "".join(b["text"] for b in last)
+    else:
+        is_root = body["messages"][0]["role"] == "system"
+        prompt = body["messages"][-1]["content"]
+    if fake.latency_s:
+        await asyncio.sleep(fake.latency_s)
+    fault = fake.take_fault(is_root)
+    if fault is not None and fault.kind == "delay":
+        await asyncio.sleep(fault.delay_s)
+    elif fault is not None and fault.kind == "status":
+        return _error(fault.status, "injected", anthropic, fault.body, fault.headers)
+    elif fault is not None and fault.kind == "malformed":
+        return _Response(200, b'{"id": "x", "choices": [')
+    text, later_root = fake.reply_for(is_root, prompt)
+    input_tokens = len(json.dumps(body["messages"])) // 4 + 1
+    output_tokens = len(text) // 4 + 1
+    cached = min(fake.cached_tokens, input_tokens) if later_root else 0
+    model = body["model"]
+    if body.get("stream"):
+        build = _anthropic_stream if anthropic else _openai_stream
+        response = _Response(200, events=build(model, text, input_tokens, output_tokens, cached))
+        if fault is not None and fault.kind == "cut":
+            fake.give_back(is_root)  # the client never gets this reply whole
+            response.cut = True
+            return response
+    else:
+        make = _anthropic_message if anthropic else _openai_completion
+        payload = make(model, text, input_tokens, output_tokens, cached)
+        response = _Response(200, json.dumps(payload).encode())
+    fake.reported.append(
+        {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cached_input_tokens": cached,
+        }
+    )
+    return response
+
+
+def _error(
+    status: int,
+    message: str,
+    anthropic: bool,
+    body: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> _Response:
+    if body is None:
+        error = {"message": message, "type": "error"}
+        body = {"type": "error", "error": error} if anthropic else {"error": error}
+    return _Response(status, json.dumps(body).encode(), headers or {})
 
 
 def _pieces(text: str) -> list[str]:

@@ -6,6 +6,7 @@ import dataclasses
 from types import ModuleType
 from typing import Any
 
+from rlm_cli.errors import RetryableError
 from rlm_cli.providers.base import Completion, ModelRequest, TextCallback, Usage
 from rlm_cli.providers.sdk import SDKProvider
 
@@ -20,13 +21,7 @@ class AnthropicProvider(SDKProvider):
     def _make_client(self) -> tuple[ModuleType, Any]:
         import anthropic
 
-        client = anthropic.AsyncAnthropic(
-            api_key=self._conn.api_key or "not-needed",
-            base_url=self._conn.base_url,
-            max_retries=0,
-            timeout=self._conn.timeout_s,
-        )
-        return anthropic, client
+        return anthropic, anthropic.AsyncAnthropic(**self._http_options(anthropic))
 
     def _params(self, request: ModelRequest) -> dict[str, Any]:
         conn = self._conn
@@ -61,11 +56,14 @@ class AnthropicProvider(SDKProvider):
         params = self._params(request)
 
         async def attempt(client: Any) -> Completion:
-            response = await client.messages.create(**params)
-            text = "".join(b.text for b in response.content if getattr(b, "type", "") == "text")
-            return self._completion(
-                request, text, _usage(response.usage), response.stop_reason, response.id
-            )
+            data = await self._post_json(client, "/v1/messages", params)
+            try:
+                blocks = data["content"]
+                text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
+                usage = _usage(data["usage"])
+            except (KeyError, TypeError, AttributeError):
+                raise RetryableError(f"{self._what(request)}: malformed reply") from None
+            return self._completion(request, text, usage, data.get("stop_reason"), data.get("id"))
 
         return await self._retrying(request, attempt)
 
@@ -79,7 +77,7 @@ class AnthropicProvider(SDKProvider):
             async for event in await client.messages.create(**params):
                 if event.type == "message_start":
                     request_id = event.message.id
-                    usage = _usage(event.message.usage)
+                    usage = _usage(event.message.usage.model_dump())
                 elif event.type == "content_block_delta" and event.delta.type == "text_delta":
                     parts.append(event.delta.text)
                     on_text(event.delta.text)
@@ -93,13 +91,13 @@ class AnthropicProvider(SDKProvider):
         return await self._retrying(request, attempt)
 
 
-def _usage(raw: Any) -> Usage:
+def _usage(raw: dict[str, Any]) -> Usage:
     """Anthropic reports uncached input, cache reads and cache writes separately; ours sums them."""
-    cached = getattr(raw, "cache_read_input_tokens", None) or 0
-    written = getattr(raw, "cache_creation_input_tokens", None) or 0
+    cached = raw.get("cache_read_input_tokens") or 0
+    written = raw.get("cache_creation_input_tokens") or 0
     return Usage(
-        input_tokens=(raw.input_tokens or 0) + cached + written,
-        output_tokens=raw.output_tokens or 0,
+        input_tokens=(raw.get("input_tokens") or 0) + cached + written,
+        output_tokens=raw.get("output_tokens") or 0,
         cached_input_tokens=cached,
         cache_write_tokens=written,
     )

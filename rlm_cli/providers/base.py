@@ -78,3 +78,7 @@ class Provider(Protocol):
     async def stream(self, request: ModelRequest, on_text: TextCallback) -> Completion:
         """Like `complete`, calling `on_text` with each piece of text as it arrives."""
         ...
+
+    async def aclose(self) -> None:
+        """Release connections; the provider may be used again afterwards."""
+        ...

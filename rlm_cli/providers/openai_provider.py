@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
+from rlm_cli.errors import RetryableError
 from rlm_cli.providers.base import Completion, ModelRequest, TextCallback, Usage
 from rlm_cli.providers.sdk import SDKProvider
 
@@ -13,13 +14,7 @@ class OpenAIProvider(SDKProvider):
     def _make_client(self) -> tuple[ModuleType, Any]:
         import openai
 
-        client = openai.AsyncOpenAI(
-            api_key=self._conn.api_key or "not-needed",
-            base_url=self._conn.base_url,
-            max_retries=0,
-            timeout=self._conn.timeout_s,
-        )
-        return openai, client
+        return openai, openai.AsyncOpenAI(**self._http_options(openai))
 
     def _params(self, request: ModelRequest) -> dict[str, Any]:
         conn = self._conn
@@ -43,14 +38,20 @@ class OpenAIProvider(SDKProvider):
         params = self._params(request)
 
         async def attempt(client: Any) -> Completion:
-            response = await client.chat.completions.create(**params)
-            choice = response.choices[0] if response.choices else None
+            data = await self._post_json(client, "/chat/completions", params)
+            try:
+                choice = data["choices"][0]
+                text = choice["message"].get("content") or ""
+            except (KeyError, IndexError, TypeError, AttributeError):
+                raise RetryableError(
+                    f"{self._what(request)}: malformed reply: no choices"
+                ) from None
             return self._completion(
                 request,
-                (choice.message.content or "") if choice else "",
-                _usage(response.usage),
-                choice.finish_reason if choice else None,
-                response.id,
+                text,
+                _usage(data.get("usage")),
+                choice.get("finish_reason"),
+                data.get("id"),
             )
 
         return await self._retrying(request, attempt)
@@ -69,7 +70,7 @@ class OpenAIProvider(SDKProvider):
             async for chunk in await client.chat.completions.create(**params):
                 request_id = request_id or chunk.id
                 if chunk.usage is not None:
-                    usage = _usage(chunk.usage)
+                    usage = _usage(chunk.usage.model_dump())
                 for choice in chunk.choices or ():
                     if choice.delta and choice.delta.content:
                         parts.append(choice.delta.content)
@@ -81,12 +82,13 @@ class OpenAIProvider(SDKProvider):
         return await self._retrying(request, attempt)
 
 
-def _usage(raw: Any) -> Usage | None:
-    if raw is None:
+def _usage(raw: dict[str, Any] | None) -> Usage | None:
+    """OpenAI's usage block; None when the server sent none (then the cost is unknown)."""
+    if not raw:
         return None
-    details = getattr(raw, "prompt_tokens_details", None)
+    details = raw.get("prompt_tokens_details") or {}
     return Usage(
-        input_tokens=raw.prompt_tokens or 0,
-        output_tokens=raw.completion_tokens or 0,
-        cached_input_tokens=(getattr(details, "cached_tokens", None) or 0) if details else 0,
+        input_tokens=raw.get("prompt_tokens") or 0,
+        output_tokens=raw.get("completion_tokens") or 0,
+        cached_input_tokens=details.get("cached_tokens") or 0,
     )

@@ -105,6 +105,9 @@ class ScriptedProvider:
             on_text(line)
         return completion
 
+    async def aclose(self) -> None:
+        pass
+
     def _next_root(self) -> str:
         self._root_calls += 1
         if self._root_calls > len(self._root):
