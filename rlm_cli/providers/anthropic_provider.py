@@ -21,7 +21,7 @@ class AnthropicProvider(SDKProvider):
     def _make_client(self) -> tuple[ModuleType, Any]:
         import anthropic
 
-        return anthropic, anthropic.AsyncAnthropic(**self._http_options(anthropic))
+        return anthropic, anthropic.AsyncAnthropic(**self._client_options())
 
     def _params(self, request: ModelRequest) -> dict[str, Any]:
         conn = self._conn
@@ -56,7 +56,7 @@ class AnthropicProvider(SDKProvider):
         params = self._params(request)
 
         async def attempt(client: Any) -> Completion:
-            data = await self._post_json(client, "/v1/messages", params)
+            data = await self._post_json(client, "/v1/messages", params, request.model)
             try:
                 blocks = data["content"]
                 text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")

@@ -14,7 +14,7 @@ class OpenAIProvider(SDKProvider):
     def _make_client(self) -> tuple[ModuleType, Any]:
         import openai
 
-        return openai, openai.AsyncOpenAI(**self._http_options(openai))
+        return openai, openai.AsyncOpenAI(**self._client_options())
 
     def _params(self, request: ModelRequest) -> dict[str, Any]:
         conn = self._conn
@@ -38,7 +38,7 @@ class OpenAIProvider(SDKProvider):
         params = self._params(request)
 
         async def attempt(client: Any) -> Completion:
-            data = await self._post_json(client, "/chat/completions", params)
+            data = await self._post_json(client, "/chat/completions", params, request.model)
             try:
                 choice = data["choices"][0]
                 text = choice["message"].get("content") or ""

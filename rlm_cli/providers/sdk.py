@@ -6,9 +6,10 @@ one translation serves both; it takes the SDK module as an argument and never im
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -26,6 +27,7 @@ from rlm_cli.providers.retry import with_retries
 
 # Connections kept per client: above any sensible --max-concurrency, so the limit is ours.
 MAX_CONNECTIONS = 1024
+TRANSPORT_MODULES = ("httpx", "httpx2", "httpcore", "httpcore2", "aiohttp")
 CONTEXT_LENGTH_HINTS = (
     "context_length_exceeded",
     "maximum context length",
@@ -51,6 +53,10 @@ class Connection:
     max_output_tokens: int | None = None
     reasoning_effort: str | None = None
 
+    @property
+    def where(self) -> str:
+        return f"{self.name} ({self.base_url or 'default endpoint'})"
+
     def facts(self, model: str) -> ModelFacts:
         return self.catalog.facts(model)
 
@@ -75,45 +81,74 @@ class SDKProvider:
         self.name = conn.name
         self._conn = conn
         self._sdk_client: tuple[ModuleType, Any] | None = None
+        self._lean: tuple[Any, str] | None = None  # aiohttp session and base URL, for sub-calls
 
     def _make_client(self) -> tuple[ModuleType, Any]:
         """Import the SDK (lazily: it costs about a second) and build its async client, with the
         SDK's own retries off: ours are bounded, visible as events and honour Retry-After."""
         raise NotImplementedError
 
-    def _http_options(self, sdk: ModuleType) -> dict[str, Any]:
-        """Client options both SDKs take. Sub-calls come by the thousand: the SDKs' aiohttp
-        transport costs a fraction of the CPU per request of their default one (bench/fanout.py)."""
-        options: dict[str, Any] = {
+    def _client_options(self) -> dict[str, Any]:
+        return {
             "api_key": self._conn.api_key or "not-needed",
             "base_url": self._conn.base_url,
             "max_retries": 0,
             "timeout": self._conn.timeout_s,
         }
-        import httpx2
 
-        limits = httpx2.Limits(
-            max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
-        )
-        options["http_client"] = sdk.DefaultAioHttpClient(
-            timeout=self._conn.timeout_s, limits=limits
-        )
-        return options
+    async def _post_json(
+        self, client: Any, path: str, params: dict[str, Any], model: str
+    ) -> dict[str, Any]:
+        """POST one non-streamed request with aiohttp and return the reply's JSON.
 
-    async def _post_json(self, client: Any, path: str, params: dict[str, Any]) -> dict[str, Any]:
-        """POST a request body as it is and return the reply's JSON. For sub-calls this skips the
-        SDK's typed request transforms and response models, which cost milliseconds of CPU per
-        call, while keeping its endpoint, headers, auth and errors."""
-        import httpx2
+        Sub-calls come by the thousand, and the SDK's request path (typed transforms, httpx
+        models, response models) costs milliseconds of CPU each, which is what bounds a fan-out
+        (bench/fanout.py). The endpoint and headers, auth included, still come from the SDK's
+        client, and errors map exactly as the SDK's do (`from_status`)."""
+        import aiohttp
 
-        response = await client.post(path, body=params, cast_to=httpx2.Response)
-        data = json.loads(response.content)
+        if self._lean is None:
+            headers = {**client.default_headers, **client.auth_headers}
+            self._lean = (
+                aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
+                    timeout=aiohttp.ClientTimeout(total=self._conn.timeout_s),
+                    headers={k: v for k, v in headers.items() if isinstance(v, str)},
+                ),
+                str(client.base_url).rstrip("/"),
+            )
+        session, base = self._lean
+        try:
+            async with session.post(base + path, data=json.dumps(params)) as response:
+                raw = await response.read()
+                if response.status >= 400:
+                    try:
+                        body: object = json.loads(raw)
+                    except ValueError:
+                        body = raw.decode("utf-8", "replace")
+                    raise from_status(self._conn, model, response.status, body, response.headers)
+        except TimeoutError:
+            raise RetryableError(
+                f"{self._conn.where}: the request timed out after {self._conn.timeout_s:g} s"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise RetryableError(
+                f"{self._conn.where}: connection failed: {type(exc).__name__}: {self._conn.scrub(str(exc))}"
+            ) from None
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
         if not isinstance(data, dict):
-            raise RetryableError(f"{self._conn.name}: malformed reply: not a JSON object")
+            raise RetryableError(f"{self._conn.where}: malformed reply: {raw[:100]!r}")
         return data
 
     async def aclose(self) -> None:
-        """Close the HTTP client (its connections belong to the event loop that made them)."""
+        """Close the connections (they belong to the event loop that made them)."""
+        if self._lean is not None:
+            session, _base = self._lean
+            self._lean = None
+            await session.close()
         if self._sdk_client is not None:
             _sdk, client = self._sdk_client
             self._sdk_client = None
@@ -183,40 +218,19 @@ def resolve_key(name: str, key_env: str | None, local: bool) -> str | None:
 
 def translate(sdk: ModuleType, exc: BaseException, conn: Connection, model: str) -> RlmError:
     """Map an SDK or transport exception to an RlmError; RetryableError for transient ones."""
-    where = f"{conn.name} ({conn.base_url or 'default endpoint'})"
-    if isinstance(exc, sdk.AuthenticationError | sdk.PermissionDeniedError):
-        variable = conn.key_env or "the provider's API key variable"
-        return ProviderAuthError(
-            f"{conn.name}: authentication failed (HTTP {exc.status_code}); check that {variable} "
-            "holds a valid API key"
-        )
-    if isinstance(exc, sdk.RateLimitError | sdk.InternalServerError):
-        return RetryableError(
-            f"{where}: HTTP {exc.status_code}: {_message(exc, conn)}", _retry_after(exc)
-        )
-    if isinstance(exc, sdk.APITimeoutError):
+    where = conn.where
+    if isinstance(exc, sdk.APIStatusError):
+        headers = getattr(exc.response, "headers", None)
+        return from_status(conn, model, exc.status_code, exc.body or exc.message, headers)
+    if isinstance(exc, sdk.APITimeoutError | asyncio.TimeoutError):
         return RetryableError(f"{where}: the request timed out after {conn.timeout_s:g} s")
     if isinstance(exc, sdk.APIConnectionError):
         return RetryableError(
             f"{where}: connection failed: {conn.scrub(str(exc.__cause__ or exc))}"
         )
-    if isinstance(exc, sdk.NotFoundError):
-        return ProviderError(
-            f"{conn.name}: unknown model {model!r} (HTTP 404: {_message(exc, conn)}); "
-            "check --model / --sub-model (`rlm models` lists known ones)"
-        )
-    if isinstance(exc, sdk.APIStatusError):
-        message = _message(exc, conn)
-        if exc.status_code in (400, 413) and any(
-            h in message.lower() for h in CONTEXT_LENGTH_HINTS
-        ):
-            return ContextLengthError(f"{conn.name}: the prompt is too long for {model}: {message}")
-        if exc.status_code >= 500 or exc.status_code in (408, 409, 429):
-            return RetryableError(f"{where}: HTTP {exc.status_code}: {message}", _retry_after(exc))
-        return ProviderError(f"{where}: HTTP {exc.status_code}: {message}")
     if isinstance(exc, sdk.APIResponseValidationError | json.JSONDecodeError):
         return RetryableError(f"{where}: malformed reply: {conn.scrub(str(exc))[:200]}")
-    if type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "httpcore2"):
+    if type(exc).__module__.split(".")[0] in TRANSPORT_MODULES:
         return RetryableError(
             f"{where}: connection broke: {type(exc).__name__}: {conn.scrub(str(exc))}"
         )
@@ -225,21 +239,41 @@ def translate(sdk: ModuleType, exc: BaseException, conn: Connection, model: str)
     return ProviderError(f"{where}: {type(exc).__name__}: {conn.scrub(str(exc))[:300]}")
 
 
-def _message(exc: BaseException, conn: Connection) -> str:
-    body = getattr(exc, "body", None)
-    message = None
+def from_status(
+    conn: Connection, model: str, status: int, body: object, headers: Mapping[str, str] | None
+) -> RlmError:
+    """The error an HTTP error status means, whichever client received it."""
+    message = _message(body, conn)
+    if status in (401, 403):
+        variable = conn.key_env or "the provider's API key variable"
+        return ProviderAuthError(
+            f"{conn.name}: authentication failed (HTTP {status}); check that {variable} "
+            "holds a valid API key"
+        )
+    if status == 404:
+        return ProviderError(
+            f"{conn.name}: unknown model {model!r} (HTTP 404: {message}); "
+            "check --model / --sub-model (`rlm models` lists known ones)"
+        )
+    if status in (400, 413) and any(hint in message.lower() for hint in CONTEXT_LENGTH_HINTS):
+        return ContextLengthError(f"{conn.name}: the prompt is too long for {model}: {message}")
+    if status >= 500 or status in (408, 409, 429):
+        return RetryableError(f"{conn.where}: HTTP {status}: {message}", _retry_after(headers))
+    return ProviderError(f"{conn.where}: HTTP {status}: {message}")
+
+
+def _message(body: object, conn: Connection) -> str:
+    message = body
     if isinstance(body, dict):
         error = body.get("error", body)
-        message = error.get("message") if isinstance(error, dict) else None
+        message = error.get("message") if isinstance(error, dict) else error
         code = error.get("code") if isinstance(error, dict) else None
         if code and message:
             message = f"{message} ({code})"
-    return conn.scrub(str(message or getattr(exc, "message", "") or exc))[:500]
+    return conn.scrub(str(message or ""))[:500]
 
 
-def _retry_after(exc: BaseException) -> float | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
     if headers is None:
         return None
     for header, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
