@@ -43,6 +43,10 @@ class Settings:
     output_limit: int = 20_000
     trace: str | None = None
     trace_full: bool = False
+    # Inputs: a file inside a directory or archive with more bytes of text than this is skipped.
+    max_file_size: int = 100 * 1024 * 1024
+    # Inputs: more text than this share of memory is refused (loading peaks near twice a file).
+    max_memory_share: float = 0.4
     # Where each non-default value came from ("config file PATH" or "flag"); not a setting itself.
     origin: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -93,6 +97,10 @@ class Settings:
         )
         _check(1 <= self.max_concurrency <= 1024, "max_concurrency", "must be between 1 and 1024")
         _check(1_000 <= self.output_limit <= 10_000_000, "output_limit", "must be 1000 or more")
+        _check(self.max_file_size >= 1, "max_file_size", "must be 1 byte or more")
+        _check(
+            0 < self.max_memory_share <= 0.9, "max_memory_share", "must be more than 0, at most 0.9"
+        )
         return self
 
 

@@ -8,6 +8,7 @@ import typer
 from rlm_cli import __version__
 from rlm_cli.cli.ask import EPILOG, ask
 from rlm_cli.cli.catalog import models, providers_command
+from rlm_cli.cli.inspect import inspect_command
 from rlm_cli.cli.trace import trace_app
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app = typer.Typer(
 app.command(no_args_is_help=True, epilog=EPILOG)(ask)
 app.command()(models)
 app.command("providers")(providers_command)
+app.command("inspect")(inspect_command)
 app.add_typer(trace_app)
 
 

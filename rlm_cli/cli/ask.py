@@ -14,8 +14,16 @@ from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
 import typer
 
+from rlm_cli.cli.inspect import (
+    ExcludeOption,
+    IncludeOption,
+    MaxFileSizeOption,
+    MaxMemoryShareOption,
+    Selection,
+    parse_size,
+)
 from rlm_cli.errors import EXIT_CODES, InternalError, Interrupted, RlmError, UsageError
-from rlm_cli.events import Event, RunFinished
+from rlm_cli.events import Event, RunFinished, RunStarted
 from rlm_cli.trace.writer import TraceWriter
 from rlm_cli.ui import ViewName
 
@@ -113,6 +121,18 @@ def ask(
         int | None,
         typer.Option(help="Characters of a cell's output shown to the root model. Default: 20000."),
     ] = None,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
+    max_file_size: MaxFileSizeOption = None,
+    max_memory_share: MaxMemoryShareOption = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Resolve the inputs, print their one-line summary and stop: no model is called "
+            "(and no API key is needed).",
+        ),
+    ] = False,
     trace: Annotated[
         str | None, typer.Option(help="Write every step of the run to this JSON Lines file.")
     ] = None,
@@ -161,9 +181,22 @@ def ask(
         "output_limit": output_limit,
         "trace": trace,
         "trace_full": trace_full or None,
+        "max_memory_share": max_memory_share,
     }
+    try:
+        overrides["max_file_size"] = parse_size(max_file_size)
+    except UsageError as exc:
+        raise typer.Exit(_fail(exc, as_json, trace, debug)) from None
+    selection = Selection(tuple(include or ()), tuple(exclude or ()))
     code = _run(
-        args, overrides, config, as_json=as_json, view="none" if quiet else view.value, debug=debug
+        args,
+        overrides,
+        config,
+        as_json=as_json,
+        view="none" if quiet else view.value,
+        debug=debug,
+        selection=selection,
+        dry_run=dry_run,
     )
     raise typer.Exit(code)
 
@@ -176,18 +209,34 @@ def _run(
     as_json: bool,
     view: str,
     debug: bool,
+    selection: Selection | None = None,
+    dry_run: bool = False,
 ) -> int:
+    from rlm_cli.cli.inspect import dry_run as dry_run_inputs
+    from rlm_cli.cli.inspect import summary_line
     from rlm_cli.ui import open_view
 
     question, paths = args[-1], args[:-1]
     trace_path = overrides.get("trace")
     finished: list[RunFinished] = []  # the engine's own summary, for --json after an interrupt
     try:
-        rlm, inputs = _prepare(question, paths, overrides, config)
+        if dry_run:
+            return dry_run_inputs(
+                paths, overrides, config, selection or Selection(), _piped_stdin()
+            )
+        rlm, inputs = _prepare(question, paths, overrides, config, selection)
+        # What will be read and what it may cost, before the first model call: ahead of a live
+        # tree (which then owns the terminal), else just after the view's `run` line.
+        summary = None if view == "none" else f"rlm: {summary_line(inputs, rlm.settings)}"
+        live = view == "tree" or (view == "auto" and sys.stderr.isatty())
+        if summary and live:
+            print(summary, file=sys.stderr)
         watcher = open_view(view, sys.stderr)
 
         def on_event(event: Event) -> None:
             watcher(event)
+            if summary and not live and isinstance(event, RunStarted):
+                print(summary, file=sys.stderr, flush=True)
             if isinstance(event, RunFinished):
                 finished.append(event)
 
@@ -224,10 +273,15 @@ def _run(
 
 
 def _prepare(
-    question: str, paths: list[str], overrides: dict[str, Any], config: Path | None
+    question: str,
+    paths: list[str],
+    overrides: dict[str, Any],
+    config: Path | None,
+    selection: Selection | None = None,
 ) -> tuple[RLM, Inputs]:
     """Settings, providers and inputs: everything that can fail before the run starts."""
     from rlm_cli.api import RLM
+    from rlm_cli.cli.inspect import input_options
     from rlm_cli.inputs import resolve
 
     rlm = None
@@ -235,7 +289,8 @@ def _prepare(
         if not question.strip():
             raise UsageError("the question is empty; give it as the last argument")
         rlm = RLM(config=config, **overrides)
-        return rlm, resolve(paths, _piped_stdin())
+        options = input_options(rlm.settings, selection or Selection())
+        return rlm, resolve(paths, _piped_stdin(), options)
     except RlmError as exc:
         trace_path = overrides.get("trace")
         if trace_path:  # every run leaves a trace, even one that never started

@@ -73,27 +73,63 @@ def system_prompt(subcall_chars: int, output_limit: int) -> str:
     return SYSTEM_PROMPT.format(subcall_chars=subcall_chars, output_limit=output_limit)
 
 
+FORMAT_NAMES = {
+    "csv": "CSV (comma-separated)",
+    "tsv": "TSV (tab-separated)",
+    "json": "JSON",
+    "jsonl": "JSON Lines (one JSON value per line)",
+}
+
+
 def first_message(question: str, meta: dict[str, Any]) -> str:
-    """Metadata about `context` (never its content) and the question."""
+    """Metadata about `context` (never its content) and the question.
+
+    Structured files are named with their format and header or first record, so that the first
+    code can parse them; the text itself stays a str in `context`.
+    """
     chars = int(meta.get("chars", 0))
+    tokens = int(meta.get("estimated_tokens") or estimate_tokens(chars))
     lines = [
         f"`context` is a {meta.get('type', 'str')} of {chars:,} characters "
-        f"(about {estimate_tokens(chars):,} tokens)."
+        f"(about {tokens:,} tokens)."
     ]
     if "lines" in meta:
         lines[0] = lines[0][:-1] + f", {meta['lines']:,} lines."
+    formats: dict[str, dict[str, str]] = meta.get("formats") or {}
     files = meta.get("files")
     if files:
         total = int(meta.get("entries", len(files)))
         lines.append(f"It maps {total:,} file names to their text:")
-        lines.extend(f"- {name} ({size:,} chars)" for name, size in files[:FILES_SHOWN])
+        for name, size in files[:FILES_SHOWN]:
+            form = formats.get(name)
+            note = f"; {_format_note(form)}" if form else ""
+            lines.append(f"- {name} ({size:,} chars{note})")
         if total > FILES_SHOWN:
             lines.append(f"- ... and {total - FILES_SHOWN:,} more (list them with `list(context)`)")
+    elif len(formats) == 1:
+        (form,) = formats.values()
+        lines.append(f"The text is {_format_note(form)}.")
+    invalid = int(meta.get("invalid_bytes_total") or 0)
+    if invalid:
+        where = ", ".join(
+            f"{name} ({n:,})" for name, n in (meta.get("invalid_bytes") or {}).items()
+        )
+        lines.append(
+            f"{invalid:,} invalid byte(s) were replaced with U+FFFD while decoding"
+            + (f": {where}." if where and files else ".")
+        )
     lines.append("")
     lines.append(f"Question: {question}")
     lines.append("")
     lines.append("Start by looking at `context` in a ```repl block.")
     return "\n".join(lines)
+
+
+def _format_note(form: dict[str, str]) -> str:
+    kind = form.get("kind", "")
+    preview = form.get("preview")
+    name = FORMAT_NAMES.get(kind, kind)
+    return f"{name}; {preview}" if preview else name
 
 
 def cell_feedback(outputs: list[str], iteration: int, max_iterations: int) -> str:

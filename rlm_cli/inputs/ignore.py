@@ -1,0 +1,163 @@
+"""Which paths to leave out: .gitignore and .rlmignore files, VCS folders, --include/--exclude.
+
+Paths are relative to the root being walked (a directory, or an archive), with `/` separators.
+Ignore files follow git's rules: each applies below its own directory, a deeper file overrides a
+shallower one, the last matching pattern wins (`!pattern` re-includes), and nothing below an
+ignored folder can be re-included. `.rlmignore` has the same syntax and is read after
+`.gitignore` in the same folder, so it can both add patterns and re-include what git ignores.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import pathspec
+
+from rlm_cli.errors import UsageError
+
+IGNORE_FILES = (".gitignore", ".rlmignore")
+VCS_NAMES = frozenset({".git", ".hg", ".svn", ".bzr", ".jj", "CVS", "_darcs"})
+IGNORE_FILE_LIMIT = 1 << 20  # larger "ignore files" are not ignore files
+
+
+@dataclass
+class _Spec:
+    label: str  # the ignore file, as shown in a skip's detail
+    spec: pathspec.GitIgnoreSpec
+
+
+@dataclass
+class IgnoreRules:
+    """The ignore files found so far, by the folder they sit in ('' is the root)."""
+
+    _by_dir: dict[str, list[_Spec]] = field(default_factory=dict)
+    # Ignore files in folders above the root (up to its repository's top), nearest first, with
+    # the root's path relative to each.
+    _outer: list[tuple[str, _Spec]] = field(default_factory=list)
+
+    def add(self, directory: str, label: str, lines: Iterable[str]) -> None:
+        spec = pathspec.GitIgnoreSpec.from_lines(list(lines))
+        self._by_dir.setdefault(directory, []).append(_Spec(label, spec))
+
+    def add_outer(
+        self, prefix: str, label: str, lines: Iterable[str], *, first: bool = False
+    ) -> None:
+        spec = _Spec(label, pathspec.GitIgnoreSpec.from_lines(list(lines)))
+        if first:
+            self._outer.insert(0, (prefix, spec))
+        else:
+            self._outer.append((prefix, spec))
+
+    def check(self, path: str, is_dir: bool) -> str | None:
+        """Why `path` is ignored (`sub/.gitignore:3 *.log`), or None when it is not."""
+        parts = path.split("/")
+        suffix = "/" if is_dir else ""
+        for depth in range(len(parts) - 1, -1, -1):
+            specs = self._by_dir.get("/".join(parts[:depth]))
+            if specs:
+                decided = _decide(specs, "/".join(parts[depth:]) + suffix)
+                if decided is not None:
+                    return decided or None
+        for prefix, spec in self._outer:
+            decided = _decide([spec], f"{prefix}/{path}{suffix}")
+            if decided is not None:
+                return decided or None
+        return None
+
+    def load_outer(self, root: str) -> None:
+        """Read the ignore files of the folders above `root`, up to its git repository's top,
+        and that repository's .git/info/exclude: git applies them to `root`'s files too."""
+        here = os.path.abspath(root)
+        prefix_parts: list[str] = []
+        while True:
+            parent, name = os.path.split(here)
+            if os.path.exists(os.path.join(here, ".git")):
+                exclude = os.path.join(here, ".git", "info", "exclude")
+                lines = read_ignore_file(exclude)
+                if lines:
+                    self.add_outer("/".join(reversed(prefix_parts)) or ".", exclude, lines)
+                if self._root_ignored():
+                    # The user named an ignored folder (say node_modules/) on purpose: the
+                    # rules that ignore it do not apply inside it.
+                    self._outer.clear()
+                return
+            if not name or parent == here:
+                # Not inside a repository: folders above the root do not apply.
+                self._outer.clear()
+                return
+            prefix_parts.append(name)
+            for filename in reversed(IGNORE_FILES):
+                path = os.path.join(parent, filename)
+                lines = read_ignore_file(path)
+                if lines:
+                    self.add_outer("/".join(reversed(prefix_parts)), path, lines)
+            here = parent
+
+    def _root_ignored(self) -> bool:
+        for prefix, spec in self._outer:
+            parts = [part for part in prefix.split("/") if part not in ("", ".")]
+            for depth in range(1, len(parts) + 1):
+                if _decide([spec], "/".join(parts[:depth]) + "/"):
+                    return True
+        return False
+
+
+def _decide(specs: list[_Spec], path: str) -> str | None:
+    """'' when the last matching pattern re-includes `path`, the reason when it ignores it, None
+    when no pattern of `specs` matches."""
+    path = path.removeprefix("./")
+    for spec in reversed(specs):
+        result = spec.spec.check_file(path)
+        if result.include is not None and result.index is not None:
+            if not result.include:
+                return ""
+            pattern = spec.spec.patterns[result.index]
+            text = getattr(pattern, "pattern", None) or ""
+            return f"{spec.label}:{result.index + 1} {text}".rstrip()
+    return None
+
+
+def read_ignore_file(path: str) -> list[str]:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(IGNORE_FILE_LIMIT + 1)
+    except OSError:
+        return []
+    if len(data) > IGNORE_FILE_LIMIT:
+        return []
+    return data.decode("utf-8", "replace").splitlines()
+
+
+class Filters:
+    """--include and --exclude globs, in .gitignore syntax (`*.py`, `docs/`, `/src/**/*.ts`)."""
+
+    def __init__(self, include: Iterable[str], exclude: Iterable[str]) -> None:
+        self.include = _compile("--include", list(include))
+        self.exclude = _compile("--exclude", list(exclude))
+
+    def excluded(self, path: str, is_dir: bool) -> str | None:
+        if self.exclude is None:
+            return None
+        result = self.exclude.check_file(path + ("/" if is_dir else ""))
+        if result.include and result.index is not None:
+            pattern = self.exclude.patterns[result.index]
+            return f"--exclude {getattr(pattern, 'pattern', '')}"
+        return None
+
+    def not_included(self, path: str) -> str | None:
+        if self.include is None or self.include.match_file(path):
+            return None
+        return "matches no --include"
+
+
+def _compile(flag: str, patterns: list[str]) -> pathspec.GitIgnoreSpec | None:
+    if not patterns:
+        return None
+    for pattern in patterns:
+        try:
+            pathspec.GitIgnoreSpec.from_lines([pattern])
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"{flag} {pattern!r}: not a valid glob ({exc})") from None
+    return pathspec.GitIgnoreSpec.from_lines(patterns)

@@ -1,0 +1,75 @@
+"""Inputs for people: the one-line summary `rlm ask` prints and `rlm inspect`'s rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rlm_cli.inputs.model import Inputs, Skip, Source
+from rlm_cli.inputs.resolve import format_bytes
+
+
+def one_line(inputs: Inputs, cost: str | None = None) -> str:
+    """`inputs: 12 files · 3.4 MB · ~850K tokens · skipped 5 (3 ignored, 2 binary) · $…`"""
+    parts = [
+        f"{len(inputs.sources):,} file(s)" if inputs.shape == "dict" else "1 file",
+        format_bytes(inputs.total_bytes),
+        f"~{_tokens(inputs.total_tokens)} tokens ({inputs.tokens_method})",
+    ]
+    if inputs.skipped:
+        counts = ", ".join(f"{n} {reason}" for reason, n in inputs.skip_counts().items())
+        parts.append(f"skipped {len(inputs.skipped):,} ({counts})")
+    if inputs.invalid_bytes:
+        files = sum(1 for source in inputs.sources if source.invalid_bytes)
+        parts.append(
+            f"{inputs.invalid_bytes:,} invalid byte(s) in {files} file(s) replaced with U+FFFD"
+        )
+    if cost:
+        parts.append(cost)
+    return "inputs: " + " · ".join(parts)
+
+
+@dataclass(frozen=True)
+class Row:
+    path: str
+    size: int | None
+    tokens: int | None
+    encoding: str
+    status: str  # "loaded", or the reason it was skipped
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "size": self.size,
+            "tokens": self.tokens,
+            "encoding": self.encoding,
+            "status": self.status,
+        }
+
+
+def rows(inputs: Inputs) -> list[Row]:
+    """Loaded sources in context order, then skips in the order they were found."""
+    loaded = [_source_row(source) for source in inputs.sources]
+    return loaded + [_skip_row(skip) for skip in inputs.skipped]
+
+
+def _source_row(source: Source) -> Row:
+    notes = [source.encoding_label]
+    if source.kind:
+        notes.append(source.kind)
+    if source.invalid_bytes:
+        notes.append(f"{source.invalid_bytes:,} invalid byte(s) replaced")
+    path = source.display or source.name
+    return Row(path, source.size, source.tokens, ", ".join(notes), "loaded")
+
+
+def _skip_row(skip: Skip) -> Row:
+    return Row(skip.path, None, None, "", "skipped: " + skip.describe())
+
+
+def _tokens(count: int) -> str:
+    if count >= 1_000_000:
+        return f"{count / 1_000_000:.1f}M"
+    if count >= 10_000:
+        return f"{count / 1_000:.0f}K"
+    return f"{count:,}"
