@@ -1,0 +1,101 @@
+"""`rlm cache stats` and `rlm cache clear`: the on-disk cache of model replies."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rlm_cli.engine.cache import CacheStats, ReplyCache
+from rlm_cli.errors import RlmError
+
+cache_app = typer.Typer(
+    name="cache",
+    help=(
+        "Show or clear the cache of model replies (SQLite, by default "
+        "$XDG_CACHE_HOME/rlm/replies.sqlite3 or ~/.cache/rlm/replies.sqlite3)."
+    ),
+    no_args_is_help=True,
+)
+
+PathOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--path",
+        help="Use this cache file instead of the default one.",
+        show_default=False,
+    ),
+]
+
+
+@cache_app.command()
+def stats(
+    path: PathOption = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of lines.")
+    ] = False,
+) -> None:
+    """How many replies are cached, the space they take, and what they first cost."""
+    with _errors_exit():
+        info = ReplyCache(path).stats()
+    if json_output:
+        typer.echo(json.dumps(info.to_json(), indent=2))
+        return
+    for label, value in _lines(info):
+        typer.echo(f"{label:<15}{value}")
+
+
+@cache_app.command()
+def clear(path: PathOption = None) -> None:
+    """Remove every cached reply and give the space back."""
+    with _errors_exit():
+        cache = ReplyCache(path)
+        removed = cache.clear()
+        cache.close()
+    typer.echo(f"rlm: removed {removed:,} cached {'reply' if removed == 1 else 'replies'}")
+
+
+def _lines(info: CacheStats) -> list[tuple[str, str]]:
+    if not info.exists:
+        return [("path", str(info.path)), ("entries", "0 (no cache file yet)")]
+    cost = f"${info.original_cost_usd:,.4f}"
+    if info.unknown_cost_entries:
+        cost += f" (+ {info.unknown_cost_entries:,} of unknown price)"
+    return [
+        ("path", str(info.path)),
+        ("entries", f"{info.entries:,}"),
+        ("size", _size(info.bytes_on_disk)),
+        ("oldest", _local_time(info.oldest)),
+        ("newest", _local_time(info.newest)),
+        ("original cost", cost),
+    ]
+
+
+def _size(count: int) -> str:
+    if count < 1024:
+        return f"{count:,} B"
+    value = count / 1024
+    for unit in ("KB", "MB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:,.1f} GB"
+
+
+def _local_time(ts: float | None) -> str:
+    return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+@contextlib.contextmanager
+def _errors_exit() -> Iterator[None]:
+    """One line on stderr and the error's exit code, instead of a traceback."""
+    try:
+        yield
+    except RlmError as error:
+        typer.echo(f"rlm: error: {error}", err=True)
+        raise typer.Exit(error.exit_code) from None
