@@ -36,7 +36,7 @@ DECOMPRESS_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def open_compressed(path: str, kind: Compression) -> tuple[BinaryIO, io.BufferedIOBase]:
-    """(raw file, decompressed stream); the raw file's tell() tracks progress in the input."""
+    """(raw file, decompressed stream): close both."""
     raw = open(path, "rb")  # noqa: SIM115 - closed by the caller, with the stream
     try:
         stream: io.BufferedIOBase

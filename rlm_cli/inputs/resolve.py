@@ -47,7 +47,7 @@ from rlm_cli.inputs.sniff import (
 )
 
 SPOOL_CHUNK = 1 << 20
-COMPRESSED_SAMPLES = 64
+COMPRESSED_SAMPLES = 256  # of SAMPLE_BYTES each, taken as the stream is scanned
 # Archive members keep token samples up to this many bytes in all; members past it are
 # estimated at the overall tokens-per-byte ratio.
 SAMPLE_BUDGET = 8 << 20
@@ -251,10 +251,7 @@ class _Resolver:
         try:
             raw, stream = archives.open_compressed(path, kind)
             with raw, stream:
-                span = os.fstat(raw.fileno()).st_size
-                result = scan(
-                    stream, limit=limit, samples=COMPRESSED_SAMPLES, position=raw.tell, span=span
-                )
+                result = scan(stream, limit=limit, samples=COMPRESSED_SAMPLES)
         except OSError as exc:
             if isinstance(exc, archives.DECOMPRESS_ERRORS) or exc.errno is None:
                 raise _corrupt(kind, exc) from None
@@ -385,8 +382,8 @@ class _Resolver:
     def _member_samples(self, size: int) -> int:
         if self.sample_budget <= 0:
             return 0
-        count = max(1, min(size // (1 << 20), 16))
-        self.sample_budget -= count * tokens.SAMPLE_BYTES
+        count = max(1, min(size // (64 << 10), 64))
+        self.sample_budget -= 2 * count * tokens.SAMPLE_BYTES  # scan keeps up to twice as many
         return count
 
     def _scan_member(self, member: archives.Member, stream: IO[bytes]) -> _Candidate:
@@ -404,7 +401,7 @@ class _Resolver:
                 result = replace(result, samples=(data,))
         else:
             samples = self._member_samples(member.size)
-            result = scan(cast(Readable, stream), samples=samples, span=member.size)
+            result = scan(cast(Readable, stream), samples=samples)
         if compression_of(result.head) is not None:
             return _Candidate(member, None, _nested())
         if result.encoding is None:

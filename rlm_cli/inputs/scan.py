@@ -4,7 +4,6 @@ whatever the input's size): its encoding, invalid bytes, decompressed size, and 
 from __future__ import annotations
 
 import codecs
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -46,14 +45,11 @@ def scan(
     *,
     limit: int | None = None,
     samples: int = 0,
-    position: Callable[[], int] | None = None,
-    span: int = 0,
 ) -> Scan:
     """Read `stream` to its end (or past `limit` bytes), counting invalid bytes.
 
-    With `samples`, keep up to that many chunks of SAMPLE_BYTES spread over the stream: one at
-    each of `samples` evenly spaced marks of `position()` (which runs from 0 to `span`; for a
-    compressed file, the position in the compressed bytes, since the text's size is not known yet).
+    With `samples`, keep between that many and twice that many chunks of SAMPLE_BYTES, evenly
+    spaced over the text (whose length, for a compressed file, is not known until the end).
     """
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
@@ -62,10 +58,10 @@ def scan(
     encoding: TextEncoding | None = None
     decoder: codecs.IncrementalDecoder | None = None
     kept: list[bytes] = []
-    marks = [span * k / samples for k in range(samples)] if samples and span else []
+    every = SAMPLE_BYTES
+    next_at = 0
     _invalid[0] = 0
     while True:
-        before = position() if position is not None else read
         got = stream.readinto(view)
         if not got:
             break
@@ -77,10 +73,19 @@ def scan(
                 return Scan(got, head, None)
             decoder = codecs.getincrementaldecoder(encoding.encoding)(ERRORS)
             chunk = chunk[encoding.bom :]
-        if marks and before >= marks[0]:
-            kept.append(bytes(chunk[:SAMPLE_BYTES]))
-            while marks and marks[0] <= before:
-                marks.pop(0)
+            next_at = encoding.bom
+        if samples:
+            # Every `every` bytes of text, one sample; when they reach twice the number asked
+            # for, every other one goes and the spacing doubles (the next mark stays where it
+            # is). So samples stay evenly spread over a stream of unknown length.
+            start = read + (got - len(chunk))  # the BOM is not text
+            while next_at < read + got:
+                at = next_at - start
+                kept.append(bytes(chunk[at : at + SAMPLE_BYTES]))
+                next_at += every
+                if len(kept) == 2 * samples:
+                    del kept[1::2]
+                    every *= 2
         read += got
         assert decoder is not None and encoding is not None
         # Plain ASCII is valid UTF-8: skip decoding it (most logs and code), unless the decoder
