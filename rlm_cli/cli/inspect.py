@@ -270,7 +270,7 @@ def _print_table(inputs: Inputs, settings: Settings, cost: CostRange) -> None:
             row.status,
         )
     # Piped into a file or another program, tables keep whole cells rather than fit 80 columns.
-    console = Console(soft_wrap=False) if sys.stdout.isatty() else Console(width=240)
+    console = Console() if sys.stdout.isatty() else Console(width=100_000)
     console.print(table)
     console.print(one_line(inputs), markup=False, highlight=False)
     console.print(
