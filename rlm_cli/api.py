@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from rlm_cli.config import Settings, load_settings
-from rlm_cli.engine.run import Run, RunResult
+from rlm_cli.engine.cache import ReplyCache
+from rlm_cli.engine.run import Run, RunResult, Tree
 from rlm_cli.events import Event, EventBus, EventHandler
 from rlm_cli.inputs import Inputs, from_value
 from rlm_cli.providers import Provider, make_providers
@@ -68,14 +69,18 @@ class RLM:
             bus.subscribe(on_event)
         inputs = context if isinstance(context, Inputs) else from_value(context)
         trace = None
+        cache = None
         try:
             if self.settings.trace:
                 trace = TraceWriter(self.settings.trace, full=self.settings.trace_full)
                 trace.header(question, self.settings.public(), inputs.summary())
                 bus.subscribe(trace)
-            run = Run(question, inputs, self.settings, self._root, self._worker, bus)
-            result = await run.execute()
+            cache = self._cache()
+            tree = Tree(self.settings, self._root, self._worker, bus, cache)
+            result = await Run(question, inputs, tree).execute()
         finally:
+            if cache is not None:
+                cache.close()
             for provider in {id(self._root): self._root, id(self._worker): self._worker}.values():
                 await provider.aclose()
             if trace is not None:
@@ -84,3 +89,10 @@ class RLM:
                 inputs.cleanup()
         result.events = events
         return result
+
+    def _cache(self) -> ReplyCache | None:
+        """The sub-call reply cache, unless turned off (`cache: false`, `--no-cache`)."""
+        # Scripted replies are free, instant, and change with their script: never cached.
+        if not self.settings.cache or self._worker.name == "scripted":
+            return None
+        return ReplyCache()

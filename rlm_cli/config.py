@@ -39,7 +39,14 @@ class Settings:
     prices: str | None = None
     max_iterations: int = 30
     cell_timeout: float = 120.0
-    max_concurrency: int = 16
+    max_concurrency: int = 32
+    max_depth: int = 1
+    max_cost: float | None = None
+    max_tokens: int | None = None
+    max_subcalls: int | None = None
+    timeout: float | None = None
+    cache: bool = True
+    cache_root: bool = False
     output_limit: int = 20_000
     trace: str | None = None
     trace_full: bool = False
@@ -65,6 +72,15 @@ class Settings:
         if self.sub_provider and self.sub_provider != self.provider:
             return DEFAULT_SUB_MODELS.get(self.sub_provider, self.sub_provider)
         return DEFAULT_SUB_MODELS.get(self.provider, self.root_model)
+
+    def cache_key_settings(self) -> dict[str, Any]:
+        """The settings that change a model's reply, so part of every cache key."""
+        return {
+            "base_url": self.sub_base_url or self.base_url,
+            "temperature": self.temperature,
+            "max_output_tokens": self.max_output_tokens,
+            "reasoning_effort": self.reasoning_effort,
+        }
 
     def public(self) -> dict[str, Any]:
         """The settings as recorded in traces and `--json`: no secrets live in Settings."""
@@ -96,6 +112,10 @@ class Settings:
             0 < self.cell_timeout <= 86_400, "cell_timeout", "must be between 0 and 86400 seconds"
         )
         _check(1 <= self.max_concurrency <= 1024, "max_concurrency", "must be between 1 and 1024")
+        _check(1 <= self.max_depth <= 5, "max_depth", "must be between 1 and 5")
+        for name in ("max_cost", "max_tokens", "max_subcalls", "timeout"):
+            value = getattr(self, name)
+            _check(value is None or value > 0, name, "must be more than 0")
         _check(1_000 <= self.output_limit <= 10_000_000, "output_limit", "must be 1000 or more")
         _check(self.max_file_size >= 1, "max_file_size", "must be 1 byte or more")
         _check(

@@ -41,9 +41,12 @@ class ContextLengthError(ProviderError):
 class RetryableError(ProviderError):
     """A failure worth another attempt (429, 5xx, connection, timeout, garbled reply)."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, retry_after: float | None = None, *, rate_limited: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.rate_limited = rate_limited  # a 429: the caller should also slow down
 
 
 class LimitReached(RlmError):

@@ -36,6 +36,7 @@ class RunStarted(Event):
     settings: dict[str, Any]
     depth: int = 0
     parent_run_id: str | None = None
+    parent_cell: int | None = None  # the parent's cell whose rlm_query started this run
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class RootReply(Event):
     elapsed_s: float
     code_blocks: int
     cost_usd: float | None = None
+    cached: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ class SubcallStarted(Event):
     prompt: str
     batch_id: int | None = None
     batch_size: int = 1
+    # "llm" for llm_query; "rlm_fallback" for an rlm_query at the depth limit, sent as llm_query.
+    kind: str = "llm"
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,23 @@ class Retry(Event):
     attempt: int
     delay_s: float
     reason: str
+
+
+@dataclass(frozen=True)
+class BudgetWarning(Event):
+    """`used` (a share, 0.8 or more) of the budget `limit` is spent."""
+
+    type: ClassVar[str] = "budget_warning"
+    limit: str
+    used: float
+
+
+@dataclass(frozen=True)
+class SubcallCached(Event):
+    """A sub-call answered from the reply cache: no request was made, and it cost nothing."""
+
+    type: ClassVar[str] = "subcall_cached"
+    subcall_id: int
 
 
 @dataclass(frozen=True)
@@ -157,6 +178,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SubcallStarted,
         SubcallFinished,
         Retry,
+        BudgetWarning,
+        SubcallCached,
         FinalAnswer,
         RunFinished,
     )

@@ -14,6 +14,14 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own reply cache and no user config: runs must not meet each other."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.delenv("RLM_CONFIG", raising=False)
+
+
 def repl(code: str, prose: str = "") -> str:
     """A root reply holding one ```repl block."""
     return f"{prose}\n```repl\n{code}\n```\n"

@@ -56,6 +56,11 @@ class FakeLLM:
     def __exit__(self, *exc: object) -> None:
         async def stop() -> None:
             self._server.close()
+            current = asyncio.current_task()
+            pending = [t for t in asyncio.all_tasks() if t is not current]
+            for task in pending:  # connections still open (keep-alive clients)
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
             await self._server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=10)

@@ -20,7 +20,7 @@ the prompt you pass, so include the text it needs. One prompt may hold about {su
 characters.
 - `llm_query_batched(prompts, model=None) -> list[str]`: ask many prompts concurrently; replies \
 come back in the same order. Much faster than calling llm_query in a loop.
-- `SHOW_VARS()`: list the variables you have defined.
+{rlm_query}- `SHOW_VARS()`: list the variables you have defined.
 - `FINAL(value)`: end the run with `value` as the answer.
 - `FINAL_VAR("name")`: end the run with the value of the variable `name` as the answer. Takes the \
 variable's name as a string. Prefer it for long answers: the answer never passes through your own \
@@ -63,14 +63,40 @@ NO_CODE = (
     "or call FINAL(...) / FINAL_VAR(...) from code when you know the answer."
 )
 
+LIMIT_REACHED = {
+    "max_iterations": "You have used all {iterations} iterations.",
+    "max_cost": "The cost budget is used up.",
+    "max_tokens": "The token budget is used up.",
+    "max_subcalls": "The sub-call budget is used up: no more llm_query calls can be made.",
+    "timeout": "The time budget is used up.",
+}
 LAST_TURN = (
-    "You have used all {iterations} iterations. Give your best answer now: one ```repl block that "
-    "calls FINAL(...) or FINAL_VAR(...) with what you have, or write FINAL(your answer) as text."
+    " Give your best answer now: one ```repl block that calls FINAL(...) or FINAL_VAR(...) with "
+    "what you have (no more sub-calls), or write FINAL(your answer) as text."
 )
 
 
-def system_prompt(subcall_chars: int, output_limit: int) -> str:
-    return SYSTEM_PROMPT.format(subcall_chars=subcall_chars, output_limit=output_limit)
+def last_turn(limit: str, iterations: int) -> str:
+    """The message that asks for a best-effort answer once `limit` is reached."""
+    reason = LIMIT_REACHED.get(limit, "A limit is reached.").format(iterations=iterations)
+    return reason + LAST_TURN
+
+
+RLM_QUERY = """\
+- `rlm_query(question, context=None, model=None) -> str`: ask a child RLM, which gets its own \
+REPL with `context` set to the value you pass (or this context) and answers like you do. Use it \
+for sub-problems too big for one llm_query; it costs more. \
+`rlm_query_batched(questions, contexts=None)` runs several.
+"""
+
+
+def system_prompt(subcall_chars: int, output_limit: int, *, recursive: bool = False) -> str:
+    """The method. `rlm_query` is only taught where it starts child runs (--max-depth > 1)."""
+    return SYSTEM_PROMPT.format(
+        subcall_chars=subcall_chars,
+        output_limit=output_limit,
+        rlm_query=RLM_QUERY if recursive else "",
+    )
 
 
 FORMAT_NAMES = {

@@ -1,120 +1,264 @@
-"""The sub-call router: every llm_query of a run goes through here, concurrently and bounded."""
+"""The sub-call router: every llm_query of a run and of its child runs goes through here.
+
+Concurrency is bounded per provider, and adapts: a 429 halves the provider's limit, and each
+success wins a little of it back. Budgets are checked before anything is sent; a batch that would
+overrun --max-subcalls fails in the cell, whole, before spending. Replies may come from the cache.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
+from rlm_cli.engine.budget import Budget
 from rlm_cli.engine.usage import UsageLedger
-from rlm_cli.errors import ContextLengthError, ProviderAuthError, RlmError
-from rlm_cli.events import EventBus, Retry, SubcallFinished, SubcallStarted
-from rlm_cli.providers.base import Message, ModelRequest, Provider, RetryCallback
+from rlm_cli.errors import ContextLengthError, ProviderAuthError, RetryableError, RlmError
+from rlm_cli.events import EventBus, Retry, SubcallCached, SubcallFinished, SubcallStarted
+from rlm_cli.providers.base import Completion, Message, ModelRequest, Provider, RetryCallback
 from rlm_cli.providers.catalog import Catalog
-from rlm_cli.sandbox.host import QueryRequest
+from rlm_cli.sandbox.host import QueryRefused, QueryRequest
+
+
+class ReplyStore(Protocol):
+    """The reply cache, as the router uses it (rlm_cli.engine.cache.ReplyCache)."""
+
+    def key(self, provider: str, request: ModelRequest, extra: dict[str, Any]) -> str: ...
+
+    def get(self, key: str) -> Completion | None: ...
+
+    def put(self, key: str, completion: Completion) -> None: ...
+
+
+ChildStarter = Callable[[str, Any, str | None, int], Awaitable[str]]
+
+
+@dataclass
+class Caller:
+    """The run a request comes from: its usage is counted there, its events carry its id."""
+
+    run_id: str
+    depth: int
+    ledger: UsageLedger
+    # Starts a child RLM (question, context or None, model or None, cell) and returns its answer;
+    # None when this run is at the depth limit, where rlm_query becomes a plain llm_query.
+    start_child: ChildStarter | None
+    started: int = 0  # sub-calls this run has sent (or had answered from the cache)
+
+
+class AdaptiveLimit:
+    """A concurrency limit that halves on rate limiting and grows back by one per `limit`
+    successes (additive increase, multiplicative decrease)."""
+
+    def __init__(self, ceiling: int) -> None:
+        self.ceiling = ceiling
+        self.limit = ceiling
+        self._in_flight = 0
+        self._successes = 0
+        self._changed = asyncio.Condition()
+
+    async def __aenter__(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._in_flight < self.limit)
+            self._in_flight += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        async with self._changed:
+            self._in_flight -= 1
+            self._changed.notify_all()
+
+    def rate_limited(self) -> None:
+        self.limit = max(self.limit // 2, 1)
+        self._successes = 0
+
+    def succeeded(self) -> None:
+        if self.limit >= self.ceiling:
+            return
+        self._successes += 1
+        if self._successes >= self.limit:
+            self.limit += 1
+            self._successes = 0
 
 
 class SubcallRouter:
     def __init__(
         self,
         *,
-        run_id: str,
         provider: Provider,
         model: str,
         catalog: Catalog,
         max_concurrency: int,
         bus: EventBus,
-        ledger: UsageLedger,
+        budget: Budget,
+        cache: ReplyStore | None = None,
+        cache_extra: dict[str, Any] | None = None,
     ) -> None:
-        self._run_id = run_id
         self._provider = provider
         self._model = model
         self._catalog = catalog
-        self._limit = asyncio.Semaphore(max_concurrency)
+        self._limits: dict[str, AdaptiveLimit] = {}
+        self._max_concurrency = max_concurrency
         self._bus = bus
-        self._ledger = ledger
+        self.budget = budget
+        self.cache = cache
+        self.cache_extra = cache_extra or {}
         self._ids = itertools.count(1)
         self._batch_ids = itertools.count(1)
-        self.count = 0
         # An error that must end the run (bad credentials): the code got an error string, and the
         # engine raises this once the cell is over.
         self.fatal: RlmError | None = None
 
-    async def handle(self, request: QueryRequest) -> list[str]:
-        """Answer one llm_query / llm_query_batched call; replies keep the order of the prompts."""
+    def limit(self, provider: str) -> AdaptiveLimit:
+        """The concurrency limit of one provider, shared by every run of the tree."""
+        if provider not in self._limits:
+            self._limits[provider] = AdaptiveLimit(self._max_concurrency)
+        return self._limits[provider]
+
+    async def handle(self, caller: Caller, request: QueryRequest) -> list[str]:
+        """Answer one llm_query / llm_query_batched / rlm_query call, replies in prompt order."""
+        self._refuse_if_over_budget(len(request.prompts))
+        if request.kind == "rlm" and caller.start_child is not None:
+            start = caller.start_child
+            contexts = request.contexts or [None] * len(request.prompts)
+            children = [
+                start(question, context, request.model, request.cell)
+                for question, context in zip(request.prompts, contexts, strict=True)
+            ]
+            return list(await asyncio.gather(*children))
+        kind = "rlm_fallback" if request.kind == "rlm" else "llm"
+        prompts = request.prompts
+        if request.kind == "rlm" and request.contexts:
+            prompts = [_with_context(q, c) for q, c in zip(prompts, request.contexts, strict=True)]
         model = request.model or self._model
         batch_id = next(self._batch_ids) if request.batched else None
+        self.budget.subcalls += len(prompts)
         calls = [
-            self._one(prompt, model, request.cell, batch_id, len(request.prompts))
-            for prompt in request.prompts
+            self._one(caller, prompt, model, request.cell, batch_id, len(prompts), kind)
+            for prompt in prompts
         ]
         return list(await asyncio.gather(*calls))
 
+    def _refuse_if_over_budget(self, count: int) -> None:
+        reached = self.budget.exhausted()
+        if reached is not None:
+            raise QueryRefused(
+                f"the {reached} budget is used up, so no more sub-calls can be made; "
+                "answer now with what you have, using FINAL(...) or FINAL_VAR(...)"
+            )
+        left = self.budget.subcalls_left()
+        if left is not None and count > left:
+            raise QueryRefused(
+                f"{count} sub-call(s) would overrun --max-subcalls {self.budget.limits.max_subcalls} "
+                f"({left} left); nothing was sent. Use fewer, larger chunks."
+            )
+
     async def _one(
-        self, prompt: str, model: str, cell: int, batch_id: int | None, batch_size: int
+        self,
+        caller: Caller,
+        prompt: str,
+        model: str,
+        cell: int,
+        batch_id: int | None,
+        batch_size: int,
+        kind: str,
     ) -> str:
         subcall_id = next(self._ids)
-        async with self._limit:
-            self.count += 1
+        request = ModelRequest(
+            model=model,
+            messages=(Message("user", prompt),),
+            purpose="sub",
+            on_retry=self._retry_reporter(caller.run_id, model),
+        )
+        key = self.cache.key(self._provider.name, request, self.cache_extra) if self.cache else None
+        async with self.limit(self._provider.name):
+            caller.started += 1
             self._bus.emit(
                 SubcallStarted(
-                    self._run_id,
+                    caller.run_id,
                     subcall_id=subcall_id,
                     cell=cell,
                     model=model,
                     prompt=prompt,
                     batch_id=batch_id,
                     batch_size=batch_size,
+                    kind=kind,
                 )
             )
             started = time.monotonic()
-            request = ModelRequest(
-                model=model,
-                messages=(Message("user", prompt),),
-                purpose="sub",
-                on_retry=retry_reporter(self._bus, self._run_id, "sub", model),
-            )
+            cached = self.cache.get(key) if self.cache and key else None
             try:
-                too_big = self._refusal(prompt, model)
-                if too_big:
-                    raise ContextLengthError(too_big)
-                completion = await self._provider.complete(request)
+                if cached is not None:
+                    completion = cached
+                    self._bus.emit(SubcallCached(caller.run_id, subcall_id=subcall_id))
+                else:
+                    completion = await self._send(request, prompt, model)
             except (RlmError, asyncio.CancelledError) as exc:
-                if isinstance(exc, ProviderAuthError) and self.fatal is None:
-                    self.fatal = exc
-                cancelled = isinstance(exc, asyncio.CancelledError)
-                error = "cancelled: its cell was over" if cancelled else str(exc)
-                self._bus.emit(
-                    SubcallFinished(
-                        self._run_id,
-                        subcall_id=subcall_id,
-                        cell=cell,
-                        model=model,
-                        reply="",
-                        usage={},
-                        elapsed_s=time.monotonic() - started,
-                        error=error,
-                        batch_id=batch_id,
-                    )
-                )
-                if cancelled:
-                    raise
-                return f"Error: llm_query failed: {error}"
-        self._ledger.add(completion.model, completion.usage, completion.cost_usd)
+                return self._failed(caller, exc, subcall_id, cell, model, started, batch_id)
+        if cached is None:
+            self.limit(self._provider.name).succeeded()
+            if self.cache and key and completion.finish_reason != "length":  # not a cut reply
+                self.cache.put(key, completion)
+            caller.ledger.add(completion.model, completion.usage, completion.cost_usd, caller.depth)
+            self.budget.charge(completion.usage, completion.cost_usd)
+        else:  # a hit spent nothing: no usage is reported for it, and it costs 0
+            caller.ledger.cache_hits += 1
         self._bus.emit(
             SubcallFinished(
-                self._run_id,
+                caller.run_id,
                 subcall_id=subcall_id,
                 cell=cell,
                 model=completion.model,
                 reply=completion.text,
-                usage=completion.usage.to_json(),
+                usage={} if cached else completion.usage.to_json(),
                 elapsed_s=time.monotonic() - started,
                 batch_id=batch_id,
-                cost_usd=completion.cost_usd,
+                cost_usd=0.0 if cached else completion.cost_usd,
             )
         )
         return completion.text
+
+    async def _send(self, request: ModelRequest, prompt: str, model: str) -> Completion:
+        reached = self.budget.exhausted()
+        if reached is not None:  # the budget ran out while this call waited for a slot
+            raise RlmError(f"not sent: the {reached} budget is used up")
+        too_big = self._refusal(prompt, model)
+        if too_big:
+            raise ContextLengthError(too_big)
+        return await self._provider.complete(request)
+
+    def _failed(
+        self,
+        caller: Caller,
+        exc: BaseException,
+        subcall_id: int,
+        cell: int,
+        model: str,
+        started: float,
+        batch_id: int | None,
+    ) -> str:
+        if isinstance(exc, ProviderAuthError) and self.fatal is None:
+            self.fatal = exc
+        cancelled = isinstance(exc, asyncio.CancelledError)
+        error = "cancelled: its cell was over" if cancelled else str(exc)
+        self._bus.emit(
+            SubcallFinished(
+                caller.run_id,
+                subcall_id=subcall_id,
+                cell=cell,
+                model=model,
+                reply="",
+                usage={},
+                elapsed_s=time.monotonic() - started,
+                error=error,
+                batch_id=batch_id,
+            )
+        )
+        if cancelled:
+            raise exc
+        return f"Error: llm_query failed: {error}"
 
     def _refusal(self, prompt: str, model: str) -> str | None:
         """Why a prompt cannot fit the worker's window, checked before anything is spent."""
@@ -127,15 +271,38 @@ class SubcallRouter:
             "Split the text into smaller chunks."
         )
 
+    def _retry_reporter(self, run_id: str, model: str) -> RetryCallback:
+        report = retry_reporter(self._bus, run_id, "sub", model)
+
+        def on_retry(attempt: int, delay: float, error: RetryableError) -> None:
+            if error.rate_limited:
+                self.limit(self._provider.name).rate_limited()
+            report(attempt, delay, error)
+
+        return on_retry
+
 
 def retry_reporter(bus: EventBus, run_id: str, purpose: str, model: str) -> RetryCallback:
     """A callback for providers that turns each retry into a `retry` event."""
 
-    def report(attempt: int, delay: float, reason: str) -> None:
+    def report(attempt: int, delay: float, error: RetryableError) -> None:
         bus.emit(
             Retry(
-                run_id, purpose=purpose, model=model, attempt=attempt, delay_s=delay, reason=reason
+                run_id,
+                purpose=purpose,
+                model=model,
+                attempt=attempt,
+                delay_s=delay,
+                reason=str(error),
             )
         )
 
     return report
+
+
+def _with_context(question: str, context: Any) -> str:
+    """An rlm_query sent as a plain llm_query: the question, then the context it was given."""
+    if context is None:
+        return question
+    text = context if isinstance(context, str) else repr(context)
+    return f"{question}\n\nContext:\n{text}"

@@ -1,4 +1,8 @@
-"""The RLM loop: root model writes code, the sandbox runs it, outputs go back, until FINAL."""
+"""The RLM loop: root model writes code, the sandbox runs it, outputs go back, until FINAL.
+
+A run may start child runs (`rlm_query`) one level deeper; the tree shares one sub-call router,
+one budget and one event bus (`Tree`), and each run counts the calls it made itself.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,9 @@ from typing import Any
 
 from rlm_cli.config import Settings
 from rlm_cli.engine import prompts
+from rlm_cli.engine.budget import Budget, Limits
 from rlm_cli.engine.parsing import extract_code_blocks, find_prose_final
-from rlm_cli.engine.router import SubcallRouter, retry_reporter
+from rlm_cli.engine.router import Caller, ReplyStore, SubcallRouter, retry_reporter
 from rlm_cli.engine.usage import UsageLedger
 from rlm_cli.errors import InternalError, RlmError
 from rlm_cli.events import (
@@ -26,10 +31,13 @@ from rlm_cli.events import (
     RunFinished,
     RunStarted,
 )
-from rlm_cli.inputs import Inputs
+from rlm_cli.inputs import Inputs, from_value
 from rlm_cli.providers.base import Message, ModelRequest, Provider
 from rlm_cli.providers.catalog import Catalog
-from rlm_cli.sandbox.host import CellResult, Sandbox
+from rlm_cli.sandbox.host import CellResult, QueryRequest, Sandbox
+
+# Child runs of one batch started at once: each is a worker process of its own.
+CHILD_CONCURRENCY = 4
 
 
 @dataclass
@@ -57,6 +65,39 @@ class Final:
     source: str
 
 
+class Tree:
+    """What every run of one `rlm ask` shares: settings, providers, router, budget, events."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        root: Provider,
+        worker: Provider,
+        bus: EventBus,
+        cache: ReplyStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.root = root
+        self.worker = worker
+        self.bus = bus
+        self.catalog = Catalog(settings.prices)
+        self.budget = Budget(
+            Limits(settings.max_cost, settings.max_tokens, settings.max_subcalls, settings.timeout),
+            bus,
+        )
+        self.router = SubcallRouter(
+            provider=worker,
+            model=settings.worker_model,
+            catalog=self.catalog,
+            max_concurrency=settings.max_concurrency,
+            bus=bus,
+            budget=self.budget,
+            cache=cache,
+            cache_extra=settings.cache_key_settings(),
+        )
+        self.children = asyncio.Semaphore(CHILD_CONCURRENCY)
+
+
 class Run:
     """One RLM run over one set of inputs."""
 
@@ -64,34 +105,38 @@ class Run:
         self,
         question: str,
         inputs: Inputs,
-        settings: Settings,
-        root: Provider,
-        worker: Provider,
-        bus: EventBus,
+        tree: Tree,
+        *,
+        depth: int = 0,
+        parent: tuple[str, int] | None = None,
+        root_model: str | None = None,
     ) -> None:
         self.question = question
         self.inputs = inputs
-        self.settings = settings
-        self.root = root
-        self.bus = bus
+        self.tree = tree
+        self.settings = tree.settings
+        self.bus = tree.bus
+        self.depth = depth
+        self.parent = parent  # (run id, cell) of the rlm_query that started this run
+        self.root_model = root_model or self.settings.root_model
         self.run_id = uuid.uuid4().hex[:12]
+        if depth == 0:
+            tree.budget.owner = self.run_id  # budget warnings belong to the top run
         self.ledger = UsageLedger()
-        self.catalog = Catalog(settings.prices)
-        self.router = SubcallRouter(
-            run_id=self.run_id,
-            provider=worker,
-            model=settings.worker_model,
-            catalog=self.catalog,
-            max_concurrency=settings.max_concurrency,
-            bus=bus,
-            ledger=self.ledger,
+        can_recurse = depth + 1 < self.settings.max_depth
+        self.caller = Caller(
+            self.run_id, depth + 1, self.ledger, self._start_child if can_recurse else None
         )
         self.sandbox = Sandbox(
-            inputs, output_limit=settings.output_limit, on_query=self.router.handle
+            inputs, output_limit=self.settings.output_limit, on_query=self._on_query
         )
         self.messages: list[Message] = []
         self.iterations = 0
         self.cells = 0
+        self.child_subcalls = 0
+
+    async def _on_query(self, request: QueryRequest) -> list[str]:
+        return await self.tree.router.handle(self.caller, request)
 
     async def execute(self) -> RunResult:
         started = time.monotonic()
@@ -102,11 +147,14 @@ class Run:
                 RunStarted(
                     self.run_id,
                     question=self.question,
-                    root_model=self.settings.root_model,
+                    root_model=self.root_model,
                     sub_model=self.settings.worker_model,
                     inputs=self.inputs.summary(),
                     context_meta=meta,
                     settings=self.settings.public(),
+                    depth=self.depth,
+                    parent_run_id=self.parent[0] if self.parent else None,
+                    parent_cell=self.parent[1] if self.parent else None,
                 )
             )
             status, final = await self._loop(meta)
@@ -132,7 +180,7 @@ class Run:
             status=status,
             answer=final.answer if final else None,
             iterations=self.iterations,
-            subcalls=self.router.count,
+            subcalls=self.caller.started + self.child_subcalls,
             usage=self.ledger.to_json(),
             elapsed_s=round(time.monotonic() - started, 3),
             error=error if isinstance(error, RlmError) else None,
@@ -151,23 +199,44 @@ class Run:
         )
         return result
 
+    # ----- the loop -----
+
     async def _loop(self, meta: dict[str, Any]) -> tuple[str, Final | None]:
         limit = self.settings.max_iterations
         # Tell the root how much one sub-call can take, so it neither overflows nor over-splits.
-        subcall_chars = self.catalog.facts(self.settings.worker_model).prompt_chars
+        subcall_chars = self.tree.catalog.facts(self.settings.worker_model).prompt_chars
         self.messages = [
-            Message("system", prompts.system_prompt(subcall_chars, self.settings.output_limit)),
+            Message(
+                "system",
+                prompts.system_prompt(
+                    subcall_chars,
+                    self.settings.output_limit,
+                    recursive=self.caller.start_child is not None,
+                ),
+            ),
             Message("user", prompts.first_message(self.question, meta)),
         ]
+        status = "max_iterations"
         for iteration in range(1, limit + 1):
-            final, feedback = await self._turn(iteration, last_turn=False)
+            reached = self.tree.budget.exhausted()
+            if reached is not None:
+                status = reached
+                break
+            try:
+                final, feedback = await self._turn(iteration, last_turn=False)
+            except TimeoutError:  # the time budget ran out during the root's reply
+                status = "timeout"
+                break
             if final is not None:
                 return "ok", final
             self.messages.append(Message("user", feedback))
-        # Out of iterations: one last turn for a best-effort answer.
-        self.messages.append(Message("user", prompts.LAST_TURN.format(iterations=limit)))
-        final, _ = await self._turn(limit + 1, last_turn=True)
-        return "max_iterations", final
+        # Out of iterations or budget: one last turn, on the reserve, for a best-effort answer.
+        self.messages.append(Message("user", prompts.last_turn(status, limit)))
+        try:
+            final, _ = await self._turn(self.iterations + 1, last_turn=True)
+        except TimeoutError:
+            final = None
+        return status, final
 
     async def _turn(self, iteration: int, *, last_turn: bool) -> tuple[Final | None, str]:
         """One root call and its code. Returns the final answer if the turn produced one, else
@@ -181,35 +250,39 @@ class Run:
                 last_turn=last_turn,
             )
         )
-        text = await self._call_root(iteration)
+        time_left = self.tree.budget.time_left(reserve=not last_turn)
+        text = await asyncio.wait_for(self._call_root(iteration), time_left)
         self.messages.append(Message("assistant", text))
         blocks = extract_code_blocks(text)
         if not blocks:
-            final = await self._prose_final(iteration, text)
+            final = await self._prose_final(iteration, text, last_turn)
             if final is None and last_turn:
                 final = self._announce(iteration, text.strip(), "reply")
             return final, prompts.NO_CODE
         outputs = []
         for code in blocks:
-            result = await self._run_cell(iteration, code)
+            result = await self._run_cell(iteration, code, last_turn)
             outputs.append(result.output)
-            if self.router.fatal is not None:
-                raise self.router.fatal
+            if self.tree.router.fatal is not None:
+                raise self.tree.router.fatal
             if result.final is not None:
                 return self._announce(iteration, result.final, result.final_source or "FINAL"), ""
+            if not last_turn and self.tree.budget.exhausted():
+                break  # the remaining blocks would only spend what is no longer there
         if last_turn:
             prose = find_prose_final(text)
             if prose is not None and prose.answer is not None:
                 return self._announce(iteration, prose.answer, "prose"), ""
         return None, prompts.cell_feedback(outputs, iteration, self.settings.max_iterations)
 
-    async def _prose_final(self, iteration: int, text: str) -> Final | None:
+    async def _prose_final(self, iteration: int, text: str, last_turn: bool) -> Final | None:
         """A FINAL written as text counts only in a turn without code (see METHOD.md)."""
         prose = find_prose_final(text)
         if prose is None:
             return None
         if prose.variable is not None:
-            result = await self._run_cell(iteration, f"FINAL_VAR({prose.variable!r})")
+            code = f"FINAL_VAR({prose.variable!r})"
+            result = await self._run_cell(iteration, code, last_turn)
             if result.final is None:
                 return None
             return self._announce(iteration, result.final, "FINAL_VAR")
@@ -221,8 +294,7 @@ class Run:
         return Final(answer, source)
 
     async def _call_root(self, iteration: int) -> str:
-        model = self.settings.root_model
-
+        model = self.root_model
         request = ModelRequest(
             model=model,
             messages=tuple(self.messages),
@@ -234,8 +306,21 @@ class Run:
         def on_text(text: str) -> None:
             self.bus.emit(RootTextDelta(self.run_id, iteration=iteration, text=text))
 
-        completion = await self.root.stream(request, on_text)
-        self.ledger.add(completion.model, completion.usage, completion.cost_usd)
+        provider = self.tree.root if self.depth == 0 else self.tree.worker
+        router = self.tree.router
+        cache = router.cache if self.settings.cache_root else None
+        key = cache.key(provider.name, request, router.cache_extra) if cache else None
+        completion = cache.get(key) if cache and key else None
+        cached = completion is not None
+        if completion is not None:
+            on_text(completion.text)
+            self.ledger.cache_hits += 1
+        else:
+            completion = await provider.stream(request, on_text)
+            if cache and key:
+                cache.put(key, completion)
+            self.ledger.add(completion.model, completion.usage, completion.cost_usd, self.depth)
+            self.tree.budget.charge(completion.usage, completion.cost_usd)
         self.bus.emit(
             RootReply(
                 self.run_id,
@@ -246,15 +331,20 @@ class Run:
                 elapsed_s=round(time.monotonic() - started, 3),
                 code_blocks=len(extract_code_blocks(completion.text)),
                 cost_usd=completion.cost_usd,
+                cached=cached,
             )
         )
         return completion.text
 
-    async def _run_cell(self, iteration: int, code: str) -> CellResult:
+    async def _run_cell(self, iteration: int, code: str, last_turn: bool) -> CellResult:
         self.cells += 1
         cell = self.cells
         self.bus.emit(CellStarted(self.run_id, iteration=iteration, cell=cell, code=code))
-        result = await self.sandbox.execute(code, self.settings.cell_timeout)
+        timeout = self.settings.cell_timeout
+        time_left = self.tree.budget.time_left(reserve=not last_turn)
+        if time_left is not None:
+            timeout = max(min(timeout, time_left), 0.1)
+        result = await self.sandbox.execute(code, timeout)
         self.bus.emit(
             CellFinished(
                 self.run_id,
@@ -269,3 +359,32 @@ class Run:
             )
         )
         return result
+
+    # ----- child runs -----
+
+    async def _start_child(self, question: str, context: Any, model: str | None, cell: int) -> str:
+        """rlm_query: a child run one level down, with its own REPL, sharing this tree."""
+        inputs = self.inputs if context is None else from_value(context)
+        try:
+            async with self.tree.children:
+                child = Run(
+                    question,
+                    inputs,
+                    self.tree,
+                    depth=self.depth + 1,
+                    parent=(self.run_id, cell),
+                    root_model=model or self.settings.worker_model,
+                )
+                result = await child.execute()
+        finally:
+            if inputs is not self.inputs:
+                inputs.cleanup()
+        self.ledger.merge(child.ledger)
+        self.child_subcalls += child.caller.started + child.child_subcalls
+        if result.error is not None:
+            return f"Error: rlm_query failed: {result.error}"
+        return (
+            result.answer
+            if result.answer is not None
+            else f"Error: rlm_query ended with {result.status}"
+        )

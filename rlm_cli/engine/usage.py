@@ -14,22 +14,44 @@ class ModelTotals:
     usage: Usage = field(default_factory=Usage)
     cost_usd: float | None = 0.0
 
+    def add(self, calls: int, usage: Usage, cost_usd: float | None) -> None:
+        self.calls += calls
+        self.usage = self.usage + usage
+        # One call of unknown price makes the total unknown: never report it as free.
+        self.cost_usd = (
+            None if self.cost_usd is None or cost_usd is None else self.cost_usd + cost_usd
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {"calls": self.calls, **self.usage.to_json(), "cost_usd": self.cost_usd}
 
 
 class UsageLedger:
+    """The calls of one run, and (merged in when they end) of its child runs."""
+
     def __init__(self) -> None:
         self.by_model: dict[str, ModelTotals] = {}
+        self.by_depth: dict[int, ModelTotals] = {}
+        self.cache_hits = 0  # calls answered from the reply cache: no usage, no cost
 
-    def add(self, model: str, usage: Usage, cost_usd: float | None) -> None:
-        totals = self.by_model.setdefault(model, ModelTotals())
-        totals.calls += 1
-        totals.usage = totals.usage + usage
-        # One call of unknown price makes the model's total unknown: never report it as free.
-        totals.cost_usd = (
-            None if totals.cost_usd is None or cost_usd is None else totals.cost_usd + cost_usd
-        )
+    def add(self, model: str, usage: Usage, cost_usd: float | None, depth: int = 0) -> None:
+        for totals in (
+            self.by_model.setdefault(model, ModelTotals()),
+            self.by_depth.setdefault(depth, ModelTotals()),
+        ):
+            totals.add(1, usage, cost_usd)
+
+    def merge(self, other: UsageLedger) -> None:
+        """Roll a child run's totals up into this run's."""
+        self.cache_hits += other.cache_hits
+        for model, totals in other.by_model.items():
+            self.by_model.setdefault(model, ModelTotals()).add(
+                totals.calls, totals.usage, totals.cost_usd
+            )
+        for depth, totals in other.by_depth.items():
+            self.by_depth.setdefault(depth, ModelTotals()).add(
+                totals.calls, totals.usage, totals.cost_usd
+            )
 
     @property
     def total(self) -> Usage:
@@ -47,5 +69,7 @@ class UsageLedger:
         return {
             **self.total.to_json(),
             "cost_usd": self.cost_usd,
+            "cache_hits": self.cache_hits,
             "by_model": {model: totals.to_json() for model, totals in self.by_model.items()},
+            "by_depth": {str(depth): t.to_json() for depth, t in sorted(self.by_depth.items())},
         }

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from rlm_cli.errors import RetryableError
 
 TextCallback = Callable[[str], None]
-RetryCallback = Callable[[int, float, str], None]
+# Told of each retry: the attempt that failed, the delay before the next, and why.
+RetryCallback = Callable[[int, float, "RetryableError"], None]
 Role = Literal["system", "user", "assistant"]
 Purpose = Literal["root", "sub"]
 

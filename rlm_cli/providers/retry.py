@@ -42,6 +42,6 @@ async def with_retries(
                 raise ProviderError(f"{what} failed after {attempts} attempt(s): {exc}") from exc
             delay = backoff_delay(attempt, exc.retry_after)
             if on_retry is not None:
-                on_retry(attempt, delay, str(exc))
+                on_retry(attempt, delay, exc)
             await asyncio.sleep(delay)
             attempt += 1

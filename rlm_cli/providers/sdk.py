@@ -258,7 +258,11 @@ def from_status(
     if status in (400, 413) and any(hint in message.lower() for hint in CONTEXT_LENGTH_HINTS):
         return ContextLengthError(f"{conn.name}: the prompt is too long for {model}: {message}")
     if status >= 500 or status in (408, 409, 429):
-        return RetryableError(f"{conn.where}: HTTP {status}: {message}", _retry_after(headers))
+        return RetryableError(
+            f"{conn.where}: HTTP {status}: {message}",
+            _retry_after(headers),
+            rate_limited=status == 429,
+        )
     return ProviderError(f"{conn.where}: HTTP {status}: {message}")
 
 

@@ -31,12 +31,19 @@ PR_SET_DUMPABLE = 4
 
 @dataclass(frozen=True)
 class QueryRequest:
-    """Sub-calls asked for by one `llm_query` / `llm_query_batched` call in a cell."""
+    """Sub-calls asked for by one llm_query / llm_query_batched / rlm_query(_batched) call."""
 
     prompts: list[str]
     model: str | None
     batched: bool
     cell: int
+    kind: str = "llm"  # "llm", or "rlm" for child runs
+    contexts: list[Any] | None = None  # rlm_query: the child contexts given (None: the parent's)
+
+
+class QueryRefused(Exception):
+    """Raised by a query handler to refuse a request before spending anything (a budget): the
+    calling code gets an exception with this message instead of replies."""
 
 
 QueryHandler = Callable[[QueryRequest], Awaitable[list[str]]]
@@ -144,7 +151,7 @@ class Sandbox:
         except TimeoutError:
             pass
         except (WorkerDied, ConnectionError):
-            return await self._replace(started, self._death_note())
+            return await self._replace(started, await self._death_note())
         # Past the time limit: interrupt, and give the cell a moment to unwind.
         self._signal(signal.SIGINT)
         try:
@@ -202,8 +209,11 @@ class Sandbox:
         await self._stop_process()
         await self.start()
 
-    def _death_note(self) -> str:
-        code = self._proc.returncode if self._proc else None
+    async def _death_note(self) -> str:
+        code = None
+        if self._proc is not None:
+            with contextlib.suppress(TimeoutError):  # its pipe closed; it is exiting, if not gone
+                code = await asyncio.wait_for(self._proc.wait(), 2)
         tail = self._stderr_text()
         detail = f" Its last words: {tail}" if tail else ""
         return f"The REPL worker process died (exit code {code}) while running the cell.{detail}"
@@ -288,15 +298,20 @@ class Sandbox:
             model=message.get("model"),
             batched=bool(message.get("batched")),
             cell=self._cell,
+            kind=message.get("kind", "llm"),
+            contexts=message.get("contexts"),
         )
+        reply: dict[str, Any] = {"type": "reply", "id": message["id"]}
         try:
-            results = await self._on_query(request)
+            reply["results"] = await self._on_query(request)
+        except QueryRefused as refused:
+            reply["error"] = str(refused)
         except Exception as exc:  # a bug behind the handler must fail the call, not hang the cell
             error = f"Error: llm_query failed: {type(exc).__name__}: {exc}"
-            results = [error] * len(request.prompts)
+            reply["results"] = [error] * len(request.prompts)
         if proc is self._proc:  # a replaced worker's query ids mean nothing to its successor
             with contextlib.suppress(WorkerDied, ConnectionError):
-                await self._send({"type": "reply", "id": message["id"], "results": results})
+                await self._send(reply)
 
 
 def hide_environment() -> None:

@@ -32,6 +32,8 @@ SCAFFOLD = (
     "context",
     "llm_query",
     "llm_query_batched",
+    "rlm_query",
+    "rlm_query_batched",
     "FINAL",
     "FINAL_VAR",
     "SHOW_VARS",
@@ -178,7 +180,14 @@ class Worker:
 
     # ----- scaffold functions bound in the namespace -----
 
-    def _query(self, prompts: list[str], model: str | None, batched: bool) -> list[str]:
+    def _query(
+        self,
+        prompts: list[str],
+        model: str | None,
+        batched: bool,
+        kind: str = "llm",
+        contexts: list[Any] | None = None,
+    ) -> list[str]:
         event = threading.Event()
         slot: list[Any] = []
         with self.pending_lock:
@@ -193,6 +202,8 @@ class Worker:
                     "prompts": prompts,
                     "model": model,
                     "batched": batched,
+                    "kind": kind,
+                    "contexts": contexts,
                 }
             )
             event.wait()
@@ -201,7 +212,10 @@ class Worker:
                 self.pending.pop(query_id, None)
         if not slot:
             raise RuntimeError("the host has gone away; no sub-calls can be made")
-        results: list[str] = slot[0]
+        reply: dict[str, Any] = slot[0]
+        if reply.get("error"):
+            raise RuntimeError(reply["error"])  # refused before anything was spent (budgets)
+        results: list[str] = reply["results"]
         return results
 
     def build_scaffold(self) -> None:
@@ -215,6 +229,25 @@ class Worker:
                 raise TypeError("llm_query_batched takes a list of prompts; for one, use llm_query")
             items = [_as_prompt(p) for p in prompts]
             return self._query(items, model, batched=True) if items else []
+
+        def rlm_query(question: Any, context: Any = None, model: str | None = None) -> str:
+            """Ask a child RLM: it gets its own REPL whose `context` is `context` (or this one's)."""
+            contexts = None if context is None else [_portable(context)]
+            return self._query([_as_prompt(question)], model, False, "rlm", contexts)[0]
+
+        def rlm_query_batched(
+            questions: Any, contexts: Any = None, model: str | None = None
+        ) -> list[str]:
+            """Several child RLMs at once; `contexts`, if given, pairs one with each question."""
+            if isinstance(questions, str):
+                raise TypeError(
+                    "rlm_query_batched takes a list of questions; for one, use rlm_query"
+                )
+            items = [_as_prompt(q) for q in questions]
+            given = None if contexts is None else [_portable(c) for c in contexts]
+            if given is not None and len(given) != len(items):
+                raise ValueError("rlm_query_batched: give one context per question, or none")
+            return self._query(items, model, True, "rlm", given) if items else []
 
         def FINAL(value: Any) -> None:
             """End the run with `value` (converted to str) as the answer."""
@@ -250,6 +283,8 @@ class Worker:
             "context": self.context,
             "llm_query": llm_query,
             "llm_query_batched": llm_query_batched,
+            "rlm_query": rlm_query,
+            "rlm_query_batched": rlm_query_batched,
             "FINAL": FINAL,
             "FINAL_VAR": FINAL_VAR,
             "SHOW_VARS": SHOW_VARS,
@@ -332,7 +367,7 @@ class Worker:
                 with self.pending_lock:
                     waiting = self.pending.get(message["id"])
                 if waiting is not None:
-                    waiting[1].append(message["results"])
+                    waiting[1].append(message)
                     waiting[0].set()
             else:
                 self.commands.put(message)
@@ -538,6 +573,16 @@ def _decode(data: bytes, source: dict[str, Any], invalid: dict[str, int]) -> str
     if _replaced[0]:
         invalid[source["name"]] = _replaced[0]
     return text
+
+
+def _portable(value: Any) -> Any:
+    """A child's context crosses to the host as JSON: str, list, dict and scalars keep their
+    shape; anything else becomes its str()."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return value
 
 
 def _as_prompt(prompt: Any) -> str:
