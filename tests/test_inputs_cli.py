@@ -176,6 +176,47 @@ def test_files_and_folders_without_read_permission_exit_2(tmp_path: Path) -> Non
     closed.chmod(0o755)
 
 
+@pytest.mark.skipif(
+    os.geteuid() == 0 and shutil.which("setpriv") is None,
+    reason="root reads anything; needs setpriv to run without that power",
+)
+def test_an_unreadable_file_inside_a_directory_is_skipped_with_its_reason(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("a")
+    (tmp_path / "b.txt").write_text("b")
+    (tmp_path / "b.txt").chmod(0o000)
+    prefix = DROP_FILE_CAPS if os.geteuid() == 0 else []
+    proc = subprocess.run(
+        [*prefix, sys.executable, "-m", "rlm_cli", "inspect", "--json", str(tmp_path)],
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, **no_keys()},
+    )
+    assert proc.returncode == 0, proc.stderr
+    statuses = {row["path"]: row["status"] for row in json.loads(proc.stdout)["files"]}
+    assert statuses == {
+        f"{tmp_path}/a.txt": "loaded",
+        f"{tmp_path}/b.txt": "skipped: unreadable: permission denied",
+    }
+
+
+def test_file_names_that_are_not_utf8(tmp_path: Path, write_script: Callable[..., str]) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    name = os.fsdecode(b"caf\xe9.txt")  # Latin-1 bytes: a str with a surrogate escape
+    (tree / name).write_text("hello")
+    (tree / "plain.txt").write_text("plain")
+    proc = run_rlm("inspect", "--json", str(tree), env=no_keys())
+    assert proc.returncode == 0, proc.stderr
+    paths = [row["path"] for row in json.loads(proc.stdout)["files"]]
+    assert paths == [f"{tree}/caf\ufffd.txt", f"{tree}/plain.txt"]
+    table = run_rlm("inspect", str(tree), env=no_keys())
+    assert table.returncode == 0, table.stderr
+    script = write_script([repl("FINAL(sorted(context.values()))")])
+    proc = run_rlm("ask", "--provider", "scripted", "--script", script, str(tree), "q?")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"['hello', 'plain']\n"
+
+
 def bad_inputs(root: Path) -> dict[str, tuple[list[str], str]]:
     """Case -> (arguments, what the one error line must say)."""
     (root / "empty.txt").write_text("")

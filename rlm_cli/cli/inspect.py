@@ -296,7 +296,9 @@ def _print_json(inputs: Inputs, settings: Settings, cost: CostRange) -> None:
             "assumptions": COST_NOTE,
         },
     }
-    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+    text = json.dumps(data, ensure_ascii=False) + "\n"
+    sys.stdout.buffer.write(text.encode("utf-8", "replace"))  # no lone surrogates on stdout
+    sys.stdout.flush()
 
 
 def _piped_stdin() -> BinaryIO | None:

@@ -50,7 +50,15 @@ class Row:
 def rows(inputs: Inputs) -> list[Row]:
     """Loaded sources in context order, then skips in the order they were found."""
     loaded = [_source_row(source) for source in inputs.sources]
-    return loaded + [_skip_row(skip) for skip in inputs.skipped]
+    return [_printable(row) for row in loaded + [_skip_row(skip) for skip in inputs.skipped]]
+
+
+def _printable(row: Row) -> Row:
+    """A file name that is not UTF-8 (a str with surrogate escapes) shows its bad bytes as
+    U+FFFD: stdout and JSON need valid UTF-8."""
+    path = row.path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    status = row.status.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return Row(path, row.size, row.tokens, row.encoding, status)
 
 
 def _source_row(source: Source) -> Row:

@@ -67,7 +67,8 @@ def resolve(args: list[str], stdin: BinaryIO | None, options: InputOptions | Non
     if not args:
         if stdin is None:
             raise UsageError(
-                "no input: give files or directories before the question, or pipe text in"
+                "no input: give files or directories (before the question, for `rlm ask`), "
+                "or pipe text in"
             )
         args = ["-"]
     resolver = _Resolver(options or InputOptions())
