@@ -115,8 +115,40 @@ def ask(
         float | None, typer.Option(help="Seconds one code cell may run. Default: 120.")
     ] = None,
     max_concurrency: Annotated[
-        int | None, typer.Option(help="Sub-calls in flight at once. Default: 16.")
+        int | None,
+        typer.Option(
+            help="Sub-calls in flight at once, per provider (halved on 429s). Default: 32."
+        ),
     ] = None,
+    max_depth: Annotated[
+        int | None,
+        typer.Option(
+            help="Recursion depth: 1 makes rlm_query a plain llm_query; 2 lets the root start "
+            "child RLMs; up to 5. Default: 1."
+        ),
+    ] = None,
+    max_cost: Annotated[
+        float | None,
+        typer.Option(help="Stop at this many US dollars (a tenth kept for the last turn)."),
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Stop at this many tokens, input plus output, all models.")
+    ] = None,
+    max_subcalls: Annotated[
+        int | None,
+        typer.Option(help="Stop at this many sub-calls; a bigger fan-out fails at once."),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="Stop after this many seconds of wall clock, child runs included."),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Neither read nor write the sub-call reply cache.")
+    ] = False,
+    cache_root: Annotated[
+        bool,
+        typer.Option("--cache-root", help="Cache root-model replies too (replays whole runs)."),
+    ] = False,
     output_limit: Annotated[
         int | None,
         typer.Option(help="Characters of a cell's output shown to the root model. Default: 20000."),
@@ -178,6 +210,13 @@ def ask(
         "max_iterations": max_iterations,
         "cell_timeout": cell_timeout,
         "max_concurrency": max_concurrency,
+        "max_depth": max_depth,
+        "max_cost": max_cost,
+        "max_tokens": max_tokens,
+        "max_subcalls": max_subcalls,
+        "timeout": timeout,
+        "cache": False if no_cache else None,
+        "cache_root": cache_root or None,
         "output_limit": output_limit,
         "trace": trace,
         "trace_full": trace_full or None,

@@ -45,10 +45,8 @@ def show(
     with _errors_exit():
         trace = load_trace(path)
         run = RunTree()
-        main = trace.main_run_id
-        for event in trace.events:
-            if event.run_id == main:
-                run.apply(event)
+        for event in trace.events:  # child runs' events find their place in the tree
+            run.apply(event)
         numbers = [i.iteration for i in run.iterations]
         if iteration is not None and iteration not in numbers:
             raise UsageError(

@@ -227,7 +227,11 @@ class SubcallRouter:
         too_big = self._refusal(prompt, model)
         if too_big:
             raise ContextLengthError(too_big)
-        return await self._provider.complete(request)
+        self.budget.in_flight += 1
+        try:
+            return await self._provider.complete(request)
+        finally:
+            self.budget.in_flight -= 1
 
     def _failed(
         self,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlm_cli.events import (
+    BudgetWarning,
     CellFinished,
     CellStarted,
     Event,
@@ -21,6 +22,7 @@ from rlm_cli.events import (
     RootTextDelta,
     RunFinished,
     RunStarted,
+    SubcallCached,
     SubcallFinished,
     SubcallStarted,
 )
@@ -114,6 +116,15 @@ class Iteration:
         )
 
 
+@dataclass(frozen=True)
+class Totals:
+    subcalls_done: int
+    subcalls_in_flight: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+
+
 @dataclass
 class RunTree:
     run_id: str = ""
@@ -141,10 +152,35 @@ class RunTree:
         default_factory=dict, repr=False
     )
     _batches: dict[int, Batch] = field(default_factory=dict, repr=False)
+    # Every run of the tree by id, shared by all its RunTrees, to route child runs' events.
+    _runs: dict[str, RunTree] = field(default_factory=dict, repr=False)
+    warnings: list[str] = field(default_factory=list)
 
     # ----- building -----
 
     def apply(self, event: Event) -> None:
+        """Apply an event of this run, or of any run below it (routed by run id)."""
+        if not self.run_id and isinstance(event, RunStarted):
+            self._start(event)
+            self._runs[event.run_id] = self
+            return
+        if isinstance(event, RunStarted) and event.parent_run_id in self._runs:
+            self._adopt(event)
+            return
+        target = self._runs.get(event.run_id, self)
+        target._apply_own(event)
+
+    def _adopt(self, event: RunStarted) -> None:
+        """A child run (rlm_query) starts: it nests under the parent's cell that started it."""
+        parent = self._runs[event.parent_run_id or ""]
+        child = RunTree(_runs=self._runs)
+        child._start(event)
+        self._runs[event.run_id] = child
+        cell = parent._cell(event.parent_cell) if event.parent_cell is not None else None
+        if cell is not None:
+            cell.children.append(child)
+
+    def _apply_own(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             self._start(event)
         elif isinstance(event, IterationStarted):
@@ -163,17 +199,20 @@ class RunTree:
             self._subcall_finished(event)
         elif isinstance(event, Retry):
             self._retry(event)
+        elif isinstance(event, SubcallCached):
+            found = self._subcalls.get(event.subcall_id)
+            if found is not None:
+                found[1].cached = True
+        elif isinstance(event, BudgetWarning):
+            self.warnings.append(f"{event.limit} {event.used:.0%}")
         elif isinstance(event, FinalAnswer):
             self.answer, self.answer_source = event.answer, event.source
         elif isinstance(event, RunFinished):
             self.status, self.error, self.finished_at = event.status, event.error, event.ts
             if event.answer is not None:
                 self.answer = event.answer
-            usage = event.usage or {}
-            if usage:
-                self.input_tokens = int(usage.get("input_tokens", self.input_tokens))
-                self.output_tokens = int(usage.get("output_tokens", self.output_tokens))
-                self.cost_usd = usage.get("cost_usd")
+            # Its usage totals include child runs, which count their own: the counters built from
+            # each call's event already hold this run's share.
 
     def _start(self, event: RunStarted) -> None:
         self.run_id, self.question = event.run_id, event.question
@@ -278,6 +317,28 @@ class RunTree:
 
     # ----- reading -----
 
+    def descendants(self) -> list[RunTree]:
+        """This run and every run below it."""
+        found = [self]
+        for iteration in self.iterations:
+            for cell in iteration.cells:
+                for child in cell.children:
+                    if isinstance(child, RunTree):
+                        found.extend(child.descendants())
+        return found
+
+    def totals(self) -> Totals:
+        """Counters of the whole tree: this run and its child runs."""
+        runs = self.descendants()
+        costs = [r.cost_usd for r in runs]
+        return Totals(
+            subcalls_done=sum(r.subcalls_done for r in runs),
+            subcalls_in_flight=sum(r.subcalls_in_flight for r in runs),
+            input_tokens=sum(r.input_tokens for r in runs),
+            output_tokens=sum(r.output_tokens for r in runs),
+            cost_usd=None if None in costs else sum(c or 0.0 for c in costs),
+        )
+
     def elapsed(self, now: float | None = None) -> float:
         end = self.finished_at or now or time.time()
         return max(end - self.started, 0.0)
@@ -285,16 +346,17 @@ class RunTree:
     def nearest_limit(self, now: float | None = None) -> tuple[str, float] | None:
         """The budget closest to being used up, as (name, fraction used)."""
         used: list[tuple[str, float]] = []
+        totals = self.totals()
         max_iterations = self.settings.get("max_iterations")
         if max_iterations:
             used.append(("iterations", len(self.iterations) / max_iterations))
         for name, limit, value in (
-            ("cost", self.settings.get("max_cost"), self.cost_usd),
-            ("tokens", self.settings.get("max_tokens"), self.input_tokens + self.output_tokens),
+            ("cost", self.settings.get("max_cost"), totals.cost_usd),
+            ("tokens", self.settings.get("max_tokens"), totals.input_tokens + totals.output_tokens),
             (
                 "sub-calls",
                 self.settings.get("max_subcalls"),
-                self.subcalls_done + self.subcalls_in_flight,
+                totals.subcalls_done + totals.subcalls_in_flight,
             ),
             ("time", self.settings.get("timeout"), self.elapsed(now)),
         ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TextIO
 
 from rlm_cli.events import (
+    BudgetWarning,
     CellFinished,
     Event,
     FinalAnswer,
@@ -13,6 +14,7 @@ from rlm_cli.events import (
     RootReply,
     RunFinished,
     RunStarted,
+    SubcallCached,
     SubcallFinished,
     SubcallStarted,
 )
@@ -25,11 +27,17 @@ class PlainView:
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self._batches: dict[int, list[int]] = {}  # batch id -> [size, done, failed]
+        self._depths: dict[str, int] = {}  # run id -> depth: child runs' lines are indented
+        self._cached: set[int] = set()
 
     def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self._depths[event.run_id] = event.depth
         line = self._line(event)
         if line is not None:
-            self._stream.write(f"rlm: {line}\n")
+            depth = self._depths.get(event.run_id, 0)
+            prefix = f"{'    ' * depth}[child {event.run_id}] " if depth else ""
+            self._stream.write(f"rlm: {prefix}{line}\n")
             self._stream.flush()
 
     def close(self) -> None:
@@ -70,6 +78,11 @@ class PlainView:
             return None
         if isinstance(event, SubcallFinished):
             return self._subcall(event)
+        if isinstance(event, SubcallCached):
+            self._cached.add(event.subcall_id)
+            return None
+        if isinstance(event, BudgetWarning):
+            return f"warning: {event.used:.0%} of the {event.limit} budget is used"
         if isinstance(event, Retry):
             return (
                 f"  retry {event.attempt} of a {event.purpose} call to {event.model} in "
@@ -90,6 +103,8 @@ class PlainView:
 
     def _subcall(self, event: SubcallFinished) -> str | None:
         failed = f" · failed: {event.error}" if event.error else ""
+        if event.subcall_id in self._cached:
+            failed += " · cached"
         if event.batch_id is None:
             return f"  llm_query · {event.model} · {event.elapsed_s:.2f}s · {format_usage(event.usage)}{failed}"
         batch = self._batches.get(event.batch_id)

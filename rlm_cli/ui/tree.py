@@ -40,7 +40,28 @@ def render(
 ) -> RenderableType:
     """Header, tree and footer. Live: finished iterations collapse to one line. `expanded`
     shows every iteration open (trace show); `only_iteration` shows one, uncut."""
-    tree = Tree(Text(f"run {run.run_id}", style="bold"), guide_style="dim")
+    parts: list[RenderableType] = [_header(run), _run_tree(run, expanded, now, only_iteration)]
+    if run.answer is not None and run.status is not None:
+        parts.append(Text.assemble(("answer ", "bold green"), first_line(run.answer, 200)))
+    if run.error:
+        parts.append(Text.assemble(("error ", "bold red"), run.error))
+    parts.append(_footer(run, now))
+    return Group(*parts)
+
+
+def _run_tree(
+    run: RunTree, expanded: bool, now: float | None, only_iteration: int | None = None
+) -> Tree:
+    """One run's iterations as a tree; a child run (rlm_query) is labelled with its question."""
+    label = Text(f"run {run.run_id}", style="bold")
+    if run.depth:
+        label = Text.assemble(
+            (f"child run {run.run_id} ", "bold magenta"), (f"depth {run.depth} · ", "dim")
+        )
+        label.append(first_line(run.question, 80), style="italic")
+        if run.status is not None:
+            label.append(f" · {run.status}", style="green" if run.status == "ok" else "red")
+    tree = Tree(label, guide_style="dim")
     iterations = run.iterations
     if only_iteration is not None:
         iterations = [i for i in iterations if i.iteration == only_iteration]
@@ -55,13 +76,9 @@ def render(
             _iteration_open(tree, iteration, full=only_iteration is not None, now=now)
         else:
             tree.add(_iteration_line(iteration))
-    parts: list[RenderableType] = [_header(run), tree]
-    if run.answer is not None and run.status is not None:
-        parts.append(Text.assemble(("answer ", "bold green"), first_line(run.answer, 200)))
-    if run.error:
-        parts.append(Text.assemble(("error ", "bold red"), run.error))
-    parts.append(_footer(run, now))
-    return Group(*parts)
+    if run.depth and run.answer is not None and run.status is not None:
+        tree.add(Text.assemble(("→ ", "green"), first_line(run.answer, 100)))
+    return tree
 
 
 def _header(run: RunTree) -> RenderableType:
@@ -137,10 +154,7 @@ def _cell(parent: Tree, cell: Cell, *, full: bool, now: float | None) -> None:
         elif isinstance(child, Subcall):
             _subcall(node, child, full=full)
         else:
-            child_node = node.add(
-                Text(f"child run {child.run_id} (depth {child.depth})", style="magenta")
-            )
-            child_node.add(render(child, expanded=full, now=now))
+            node.add(_run_tree(child, full, now))
     if cell.done and cell.output.strip():
         output = cell.output if full else _trim_lines(cell.output, OUTPUT_LINES)
         node.add(Text(output.rstrip("\n"), style="red" if cell.error else ""))
@@ -204,9 +218,12 @@ def _footer(run: RunTree, now: float | None) -> Text:
     text = Text(style="on grey15")
     text.append(f" {run.elapsed(now):.1f}s ", style="bold")
     text.append(f"· iteration {len(run.iterations)} of {max_iterations} ")
-    text.append(f"· sub-calls {run.subcalls_done} done, {run.subcalls_in_flight} in flight ")
-    text.append(f"· {format_tokens(run.input_tokens)} in / {format_tokens(run.output_tokens)} out ")
-    text.append("· cost unknown " if run.cost_usd is None else f"· ${run.cost_usd:.4f} ")
+    totals = run.totals()
+    text.append(f"· sub-calls {totals.subcalls_done} done, {totals.subcalls_in_flight} in flight ")
+    text.append(
+        f"· {format_tokens(totals.input_tokens)} in / {format_tokens(totals.output_tokens)} out "
+    )
+    text.append("· cost unknown " if totals.cost_usd is None else f"· ${totals.cost_usd:.4f} ")
     nearest = run.nearest_limit(now)
     if nearest is not None:
         name, used = nearest
