@@ -60,11 +60,18 @@ class RLM:
         return result
 
     async def run(
-        self, context: Any, question: str, on_event: EventHandler | None = None
+        self,
+        context: Any,
+        question: str,
+        on_event: EventHandler | None = None,
+        *,
+        keep_events: bool = True,
     ) -> RunResult:
-        """Like `acompletion`, but a failed run is returned (status "error"), not raised."""
+        """Like `acompletion`, but a failed run is returned (status "error"), not raised.
+        `keep_events=False` leaves `result.events` empty, so memory stays flat however long
+        the run (the CLI streams events to its views and the trace instead)."""
         events: list[Event] = []
-        bus = EventBus([events.append])
+        bus = EventBus([events.append] if keep_events else [])
         if on_event is not None:
             bus.subscribe(on_event)
         inputs = context if isinstance(context, Inputs) else from_value(context)

@@ -280,7 +280,9 @@ def _run(
                 finished.append(event)
 
         try:
-            result = asyncio.run(_until_terminated(rlm.run(inputs, question, on_event=on_event)))
+            result = asyncio.run(
+                _until_terminated(rlm.run(inputs, question, on_event=on_event, keep_events=False))
+            )
         finally:
             watcher.close()  # the live view must be done drawing before anything else prints
             inputs.cleanup()

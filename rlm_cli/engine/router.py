@@ -68,7 +68,9 @@ class AdaptiveLimit:
     async def __aexit__(self, *exc: object) -> None:
         async with self._changed:
             self._in_flight -= 1
-            self._changed.notify_all()
+            # Wake only as many waiters as there are free slots: waking all of them on every
+            # release would cost O(waiters) each time, O(n^2) for a large fan-out.
+            self._changed.notify(max(self.limit - self._in_flight, 0))
 
     def rate_limited(self) -> None:
         self.limit = max(self.limit // 2, 1)
@@ -135,11 +137,19 @@ class SubcallRouter:
         model = request.model or self._model
         batch_id = next(self._batch_ids) if request.batched else None
         self.budget.subcalls += len(prompts)
-        calls = [
-            self._one(caller, prompt, model, request.cell, batch_id, len(prompts), kind)
-            for prompt in prompts
-        ]
-        return list(await asyncio.gather(*calls))
+        replies: list[str] = [""] * len(prompts)
+        queue = iter(enumerate(prompts))
+
+        async def lane() -> None:
+            # Lanes take the next prompt as they free up: memory stays flat however many
+            # prompts a batch has, where a task per prompt would grow with it.
+            for index, prompt in queue:
+                replies[index] = await self._one(
+                    caller, prompt, model, request.cell, batch_id, len(prompts), kind
+                )
+
+        await asyncio.gather(*(lane() for _ in range(min(len(prompts), self._max_concurrency))))
+        return replies
 
     def _refuse_if_over_budget(self, count: int) -> None:
         reached = self.budget.exhausted()
