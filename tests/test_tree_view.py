@@ -202,3 +202,26 @@ def test_bad_view_is_a_usage_error() -> None:
     )
     assert proc.returncode == 2
     assert b"--view" in proc.stderr
+
+
+def tree_to_file(script: str, env: dict[str, str]) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlm_cli", "ask", "--view", "tree", "--provider", "scripted"]
+        + ["--script", script, "a question that is long enough to need wrapping at sixty columns?"],
+        input=b"text",
+        capture_output=True,
+        timeout=60,
+        env={k: v for k, v in {**os.environ, **env}.items() if v},
+    )
+    assert proc.stdout == b"x\n"
+    return proc.stderr.decode()
+
+
+def test_color_and_width_follow_the_environment(write_script: Callable[..., str]) -> None:
+    script = write_script([repl("FINAL('x')")])
+    plain = tree_to_file(script, {"FORCE_COLOR": "", "NO_COLOR": "", "COLUMNS": "60"})
+    assert "\x1b[" not in plain and "iteration 1" in plain
+    assert max(len(line) for line in plain.splitlines() if not line.startswith("rlm: ")) <= 60
+    assert "\x1b[" in tree_to_file(script, {"FORCE_COLOR": "1", "NO_COLOR": ""})
+    no_color = tree_to_file(script, {"FORCE_COLOR": "1", "NO_COLOR": "1"})
+    assert "\x1b[3" not in no_color  # no colour codes (cursor movement may remain)
