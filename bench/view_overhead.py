@@ -1,7 +1,7 @@
 """Cost of the live tree view: one run of 1,000 sub-calls with `--view tree` under a
 pseudo-terminal, against the same run with `--view none`, side by side, alternating.
 
-    python bench/view_overhead.py [--runs 3] [--subcalls 1000] [--latency-ms 20]
+    python bench/view_overhead.py [--runs 3] [--subcalls 1000] [--latency-ms 100]
 
 The model is the simulated OpenAI-compatible server (rlm_cli.bench.fake_llm) on loopback, so the
 run makes real HTTP requests through the real SDK. Target (issue 4): the tree costs <= 5% more.
@@ -30,7 +30,7 @@ def run_once(fake: FakeLLM, view: str, subcalls: int) -> float:
     proc = subprocess.run(
         [sys.executable, "-m", "rlm_cli", "ask", "--provider", "openai", "--base-url"]
         + [f"{fake.url}/v1", "--model", "root", "--sub-model", "worker", "--view", view]
-        + ["--max-concurrency", "16", "count"],
+        + ["--max-concurrency", "16", "--no-cache", "count"],
         input=b"x" * subcalls,
         stdout=subprocess.PIPE,
         stderr=follower,
@@ -58,7 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--subcalls", type=int, default=1000)
-    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--latency-ms", type=float, default=100.0)
     options = parser.parse_args()
     code = (
         "```repl\nreplies = llm_query_batched(list(context))\n"

@@ -44,7 +44,7 @@ def show(
 
     with _errors_exit():
         trace = load_trace(path)
-        run = RunTree()
+        run = RunTree(full_text=True)
         for event in trace.events:  # child runs' events find their place in the tree
             run.apply(event)
         numbers = [i.iteration for i in run.iterations]

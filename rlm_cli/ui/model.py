@@ -29,6 +29,7 @@ from rlm_cli.events import (
 
 # A batch keeps this many of its slowest and failed items for display; the rest are counted.
 BATCH_SHOWN = 3
+PREVIEW_KEPT = 1_000
 
 
 @dataclass
@@ -55,22 +56,29 @@ class Batch:
     size: int
     model: str
     started: float
-    items: dict[int, Subcall] = field(default_factory=dict)
+    started_count: int = 0
     done: int = 0
     failed: int = 0
     retries: int = 0
     finished_at: float | None = None
+    # Only what is shown is kept, so a batch of any size costs the same to hold and to draw.
+    slowest: list[Subcall] = field(default_factory=list)
+    failures: list[Subcall] = field(default_factory=list)
 
     @property
     def in_flight(self) -> int:
-        return len(self.items) - self.done
+        return self.started_count - self.done
 
-    def slowest(self) -> list[Subcall]:
-        finished = [s for s in self.items.values() if s.done and not s.error]
-        return sorted(finished, key=lambda s: s.elapsed_s or 0.0, reverse=True)[:BATCH_SHOWN]
-
-    def failures(self) -> list[Subcall]:
-        return [s for s in self.items.values() if s.error][:BATCH_SHOWN]
+    def finished(self, call: Subcall) -> None:
+        self.done += 1
+        if call.error:
+            self.failed += 1
+            if len(self.failures) < BATCH_SHOWN:
+                self.failures.append(call)
+            return
+        self.slowest.append(call)
+        self.slowest.sort(key=lambda s: s.elapsed_s or 0.0, reverse=True)
+        del self.slowest[BATCH_SHOWN:]
 
 
 @dataclass
@@ -109,7 +117,7 @@ class Iteration:
     @property
     def subcalls(self) -> int:
         return sum(
-            len(child.items) if isinstance(child, Batch) else 1
+            child.started_count if isinstance(child, Batch) else 1
             for cell in self.cells
             for child in cell.children
             if not isinstance(child, RunTree)
@@ -155,6 +163,9 @@ class RunTree:
     # Every run of the tree by id, shared by all its RunTrees, to route child runs' events.
     _runs: dict[str, RunTree] = field(default_factory=dict, repr=False)
     warnings: list[str] = field(default_factory=list)
+    # Keep sub-call prompts and replies whole (trace show); a live view keeps a preview, so
+    # thousands of large prompts do not pile up in memory.
+    full_text: bool = False
 
     # ----- building -----
 
@@ -173,7 +184,7 @@ class RunTree:
     def _adopt(self, event: RunStarted) -> None:
         """A child run (rlm_query) starts: it nests under the parent's cell that started it."""
         parent = self._runs[event.parent_run_id or ""]
-        child = RunTree(_runs=self._runs)
+        child = RunTree(_runs=self._runs, full_text=self.full_text)
         child._start(event)
         self._runs[event.run_id] = child
         cell = parent._cell(event.parent_cell) if event.parent_cell is not None else None
@@ -272,7 +283,7 @@ class RunTree:
             if isinstance(raw, dict)
             else ""
         )
-        call = Subcall(event.subcall_id, event.model, prompt, event.ts)
+        call = Subcall(event.subcall_id, event.model, self._kept(prompt), event.ts)
         batch = None
         if event.batch_id is not None:
             batch = self._batches.get(event.batch_id)
@@ -280,7 +291,7 @@ class RunTree:
                 batch = Batch(event.batch_id, event.batch_size, event.model, event.ts)
                 self._batches[event.batch_id] = batch
                 cell.children.append(batch)
-            batch.items[event.subcall_id] = call
+            batch.started_count += 1
         else:
             cell.children.append(call)
         self._subcalls[event.subcall_id] = (cell, call, batch)
@@ -291,16 +302,19 @@ class RunTree:
         if found is None:
             return
         _cell, call, batch = found
-        call.reply, call.usage, call.error = event.reply, event.usage, event.error
+        call.reply, call.usage, call.error = self._kept(event.reply), event.usage, event.error
         call.elapsed_s = event.elapsed_s
         self.subcalls_in_flight -= 1
         self.subcalls_done += 1
         self._count_usage(event.usage, event.cost_usd)
+        del self._subcalls[event.subcall_id]  # only calls in flight are looked up again
         if batch is not None:
-            batch.done += 1
-            batch.failed += 1 if event.error else 0
+            batch.finished(call)
             if batch.done == batch.size:
                 batch.finished_at = event.ts
+
+    def _kept(self, text: str) -> str:
+        return text if self.full_text else text[:PREVIEW_KEPT]
 
     def _retry(self, event: Retry) -> None:
         if event.purpose == "root" and self.iterations:

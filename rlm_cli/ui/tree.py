@@ -7,6 +7,7 @@ a second, so drawing never waits on the run and the run never waits on drawing.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from typing import TextIO
@@ -29,6 +30,7 @@ CODE_LINES = 15
 OUTPUT_LINES = 6
 RECENT_ITERATIONS = 6  # collapsed iterations shown before "... N earlier"
 PREVIEW = 60
+RECENT_SUBCALLS = 5  # single llm_query calls shown per cell before "… N earlier"
 
 
 def render(
@@ -148,11 +150,16 @@ def _cell(parent: Tree, cell: Cell, *, full: bool, now: float | None) -> None:
         label = Text.assemble(f"cell {cell.cell} ", ("running", "yellow"))
     node = parent.add(label)
     node.add(_syntax(cell.code, tail=False, limit=None if full else CODE_LINES))
+    singles = [child for child in cell.children if isinstance(child, Subcall)]
+    hidden = set() if full else {id(call) for call in singles[:-RECENT_SUBCALLS]}
+    if hidden:
+        node.add(Text(f"… {len(hidden)} earlier llm_query call(s)", style="dim"))
     for child in cell.children:
         if isinstance(child, Batch):
             _batch(node, child, now)
         elif isinstance(child, Subcall):
-            _subcall(node, child, full=full)
+            if id(child) not in hidden:
+                _subcall(node, child, full=full)
         else:
             node.add(_run_tree(child, full, now))
     if cell.done and cell.output.strip():
@@ -202,14 +209,14 @@ def _batch(parent: Tree, batch: Batch, now: float | None) -> None:
     row.add_column(no_wrap=True, overflow="ellipsis")
     row.add_row(label, bar, summary)
     node = parent.add(row)
-    for call in batch.slowest():
+    for call in batch.slowest:
         node.add(
             Text(
                 f"slow {call.elapsed_s:.2f}s · {_preview(call.prompt)} → {_preview(call.reply)}",
                 style="dim",
             )
         )
-    for call in batch.failures():
+    for call in batch.failures:
         node.add(Text(f"failed · {_preview(call.prompt)} → {call.error}", style="red"))
 
 
@@ -240,9 +247,18 @@ def _syntax(code: str, *, tail: bool, limit: int | None = CODE_LINES) -> Rendera
         lines = lines[-limit:] if tail else lines[:limit]
         note = f"# … {cut} more line(s)"
         lines = [note, *lines] if tail else [*lines, note]
-    return Syntax(
-        "\n".join(lines), "python", theme="ansi_dark", background_color="default", word_wrap=True
-    )
+    return _highlighted("\n".join(lines))
+
+
+@functools.lru_cache(maxsize=256)
+def _highlighted(code: str) -> Text:
+    """Python highlighted once per distinct text: lexing on every redraw would cost more than
+    the rest of the tree (a cell's code does not change while the tree redraws ten times a
+    second)."""
+    syntax = Syntax(code, "python", theme="ansi_dark", background_color="default")
+    highlighted = syntax.highlight(code)
+    highlighted.rstrip()  # highlight() ends the text with a newline of its own
+    return highlighted
 
 
 def _open_code(streamed: str) -> str | None:
