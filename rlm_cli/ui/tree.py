@@ -214,10 +214,13 @@ def _batch(parent: Tree, batch: Batch, now: float | None) -> None:
             Text(
                 f"slow {call.elapsed_s:.2f}s · {_preview(call.prompt)} → {_preview(call.reply)}",
                 style="dim",
+                no_wrap=True,
+                overflow="ellipsis",
             )
         )
     for call in batch.failures:
-        node.add(Text(f"failed · {_preview(call.prompt)} → {call.error}", style="red"))
+        line = f"failed · {_preview(call.prompt)} → {call.error}"
+        node.add(Text(line, style="red", no_wrap=True, overflow="ellipsis"))
 
 
 def _footer(run: RunTree, now: float | None) -> Text:
