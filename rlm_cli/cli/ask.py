@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
 import typer
 
+from rlm_cli.cli.common import ConfigOption, PricesOption
 from rlm_cli.cli.inspect import (
     ExcludeOption,
     IncludeOption,
@@ -98,16 +99,11 @@ def ask(
     request_timeout: Annotated[
         float | None, typer.Option(help="Seconds one model request may take. Default: 600.")
     ] = None,
-    prices: Annotated[
-        str | None, typer.Option(help="YAML file of model prices laid over the built-in table.")
-    ] = None,
+    prices: PricesOption = None,
     script: Annotated[
         str | None, typer.Option(help="Script of replies for --provider scripted (YAML or JSON).")
     ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(help="Config file (YAML). Default: $RLM_CONFIG or ~/.config/rlm/config.yaml."),
-    ] = None,
+    config: ConfigOption = None,
     max_iterations: Annotated[
         int | None, typer.Option(help="Root turns before asking for a best answer. Default: 30.")
     ] = None,

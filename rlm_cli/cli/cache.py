@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from rlm_cli.cli.common import errors_exit
 from rlm_cli.engine.cache import CacheStats, ReplyCache
-from rlm_cli.errors import RlmError
 
 cache_app = typer.Typer(
     name="cache",
@@ -41,7 +39,7 @@ def stats(
     ] = False,
 ) -> None:
     """How many replies are cached, the space they take, and what they first cost."""
-    with _errors_exit():
+    with errors_exit():
         info = ReplyCache(path).stats()
     if json_output:
         typer.echo(json.dumps(info.to_json(), indent=2))
@@ -53,7 +51,7 @@ def stats(
 @cache_app.command()
 def clear(path: PathOption = None) -> None:
     """Remove every cached reply and give the space back."""
-    with _errors_exit():
+    with errors_exit():
         cache = ReplyCache(path)
         removed = cache.clear()
         cache.close()
@@ -89,13 +87,3 @@ def _size(count: int) -> str:
 
 def _local_time(ts: float | None) -> str:
     return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
-
-
-@contextlib.contextmanager
-def _errors_exit() -> Iterator[None]:
-    """One line on stderr and the error's exit code, instead of a traceback."""
-    try:
-        yield
-    except RlmError as error:
-        typer.echo(f"rlm: error: {error}", err=True)
-        raise typer.Exit(error.exit_code) from None

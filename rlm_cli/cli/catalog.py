@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from rlm_cli.cli.common import PricesOption
 from rlm_cli.providers.catalog import Catalog, providers
 
 
 def models(
-    prices: Annotated[
-        str | None, typer.Option(help="YAML file of model prices laid over the built-in table.")
-    ] = None,
+    prices: PricesOption = None,
 ) -> None:
     """List the known models: context window, max output, and prices per million tokens."""
     catalog = Catalog(prices)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
 import typer
 
+from rlm_cli.cli.common import ConfigOption, PricesOption
 from rlm_cli.errors import RlmError, UsageError
 
 if TYPE_CHECKING:
@@ -209,13 +210,8 @@ def inspect_command(
     max_iterations: Annotated[
         int | None, typer.Option(help="Root turns at most (the high end of the cost).")
     ] = None,
-    prices: Annotated[
-        str | None, typer.Option(help="YAML file of model prices laid over the built-in table.")
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(help="Config file (YAML). Default: $RLM_CONFIG or ~/.config/rlm/config.yaml."),
-    ] = None,
+    prices: PricesOption = None,
+    config: ConfigOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of a table.")
     ] = False,
@@ -249,7 +245,7 @@ def inspect_command(
         finally:
             resolved.cleanup()
     except RlmError as exc:
-        print(f"rlm: error: {exc}", file=sys.stderr)
+        typer.echo(f"rlm: error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
 
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from rlm_cli.errors import RlmError, UsageError
+from rlm_cli.cli.common import errors_exit
+from rlm_cli.errors import UsageError
 
 trace_app = typer.Typer(
     name="trace",
@@ -42,7 +41,7 @@ def show(
     from rlm_cli.ui.model import RunTree
     from rlm_cli.ui.tree import render
 
-    with _errors_exit():
+    with errors_exit():
         trace = load_trace(path)
         run = RunTree(full_text=True)
         for event in trace.events:  # child runs' events find their place in the tree
@@ -81,7 +80,7 @@ def export_command(
     from rlm_cli.trace.export import export
     from rlm_cli.trace.reader import load_trace
 
-    with _errors_exit():
+    with errors_exit():
         text = export(load_trace(path), format.value)
         if output is None:
             sys.stdout.write(text)
@@ -91,13 +90,3 @@ def export_command(
         except OSError as exc:
             raise UsageError(f"{output}: cannot write the export ({exc.strerror})") from None
         typer.echo(f"rlm: wrote {output}", err=True)
-
-
-@contextlib.contextmanager
-def _errors_exit() -> Iterator[None]:
-    """One line on stderr and the error's exit code, instead of a traceback."""
-    try:
-        yield
-    except RlmError as error:
-        typer.echo(f"rlm: error: {error}", err=True)
-        raise typer.Exit(error.exit_code) from None
