@@ -4,7 +4,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +42,52 @@ def write_script(tmp_path: Path) -> Callable[..., str]:
     return write
 
 
+RLM_COMMAND = [sys.executable, "-m", "rlm_cli"]
+
+
 def run_rlm(
-    *args: str, stdin: bytes | None = None, timeout: float = 60, env: dict[str, str] | None = None
+    *args: str,
+    stdin: bytes | None = None,
+    timeout: float = 60,
+    env: Mapping[str, str | None] | None = None,
+    stdin_fd: int | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run the real `rlm` command in a subprocess, as a user would."""
+    """Run the real `rlm` command in a subprocess, as a user would.
+
+    `env` adds to this process's environment; a None value unsets that variable. `stdin_fd` (a
+    terminal, say) is read as standard input instead of the `stdin` bytes.
+    """
+    environment = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "rlm_cli", *args],
-        input=stdin if stdin is not None else b"",
+        [*RLM_COMMAND, *args],
+        input=None if stdin_fd is not None else stdin or b"",
+        stdin=stdin_fd,
         capture_output=True,
         timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env={name: value for name, value in environment.items() if value is not None},
     )
+
+
+def start_rlm(*args: str, stdin: bytes = b"text", **popen: Any) -> subprocess.Popen[bytes]:
+    """Start the real `rlm` command in the background, with `stdin` piped in and closed.
+
+    `popen` goes to subprocess.Popen as it is (stdout, stderr, env...).
+    """
+    proc = subprocess.Popen([*RLM_COMMAND, *args], stdin=subprocess.PIPE, **popen)
+    assert proc.stdin is not None
+    proc.stdin.write(stdin)
+    proc.stdin.close()
+    return proc
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30) -> bool:
+    """Poll `predicate` until it holds (True) or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def read_trace(path: str | Path) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import read_trace, repl, run_rlm
+from conftest import read_trace, repl, run_rlm, start_rlm, wait_until
 
 HAYSTACK = b"x\nthe code is 42\ny\n"
 
@@ -178,22 +178,7 @@ def test_no_input_on_a_terminal_is_a_usage_error(write_script: Callable[..., str
     script = write_script([repl("FINAL(1)")])
     leader, follower = pty.openpty()
     try:
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "rlm_cli",
-                "ask",
-                "--provider",
-                "scripted",
-                "--script",
-                script,
-                "q?",
-            ],
-            stdin=follower,
-            capture_output=True,
-            timeout=60,
-        )
+        proc = run_rlm("ask", "--provider", "scripted", "--script", script, "q?", stdin_fd=follower)
     finally:
         os.close(leader)
         os.close(follower)
@@ -356,32 +341,19 @@ def test_help_teaches_and_imports_no_vendor_sdk() -> None:
 
 def start_until_cells(script: str, trace: Path, cells: int) -> subprocess.Popen[bytes]:
     """Start `rlm ask` in the background; return once the trace shows `cells` cells started."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rlm_cli",
-            "ask",
-            "--provider",
-            "scripted",
-            "--script",
-            script,
-            "--trace",
-            str(trace),
-            "q?",
-        ],
-        stdin=subprocess.PIPE,
+    proc = start_rlm(
+        "ask",
+        "--provider",
+        "scripted",
+        "--script",
+        script,
+        "--trace",
+        str(trace),
+        "q?",
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    assert proc.stdin is not None
-    proc.stdin.write(b"text")
-    proc.stdin.close()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if trace.exists() and trace.read_text().count('"cell_started"') >= cells:
-            break
-        time.sleep(0.05)
+    wait_until(lambda: trace.exists() and trace.read_text().count('"cell_started"') >= cells)
     return proc
 
 

@@ -7,12 +7,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import read_trace, repl, run_rlm
+from conftest import read_trace, repl, run_rlm, start_rlm, wait_until
 
 from rlm_cli import RLM
 from rlm_cli.events import SubcallFinished
@@ -47,12 +46,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def wait_gone(pid: int, seconds: float = 10) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return True
-        time.sleep(0.05)
-    return False
+    return wait_until(lambda: not pid_alive(pid), timeout=seconds)
 
 
 def test_a_detached_child_of_a_cell_does_not_hold_the_run(write_script: Callable[..., str]) -> None:
@@ -92,31 +86,20 @@ def start_spinning(
         [repl(f"import os\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\nwhile True: pass")]
     )
     trace = tmp_path / "t.jsonl"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rlm_cli",
-            "ask",
-            "--provider",
-            "scripted",
-            "--script",
-            script,
-            "--trace",
-            str(trace),
-            "--json",
-            "q?",
-        ],
-        stdin=subprocess.PIPE,
+    proc = start_rlm(
+        "ask",
+        "--provider",
+        "scripted",
+        "--script",
+        script,
+        "--trace",
+        str(trace),
+        "--json",
+        "q?",
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    assert proc.stdin is not None
-    proc.stdin.write(b"text")
-    proc.stdin.close()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (pid_file.exists() and pid_file.read_text()):
-        time.sleep(0.05)
+    wait_until(lambda: pid_file.exists() and bool(pid_file.read_text()))
     return proc, int(pid_file.read_text()), trace
 
 
@@ -177,23 +160,16 @@ def test_file_names_and_questions_that_are_not_utf8(
     script = write_script([repl("FINAL(len(context))")])
     trace = tmp_path / "t.jsonl"
     question = os.fsdecode(b"caf\xe9?")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rlm_cli",
-            "ask",
-            "--provider",
-            "scripted",
-            "--script",
-            script,
-            "--trace",
-            str(trace),
-            str(tmp_path / name),
-            question,
-        ],
-        capture_output=True,
-        timeout=60,
+    proc = run_rlm(
+        "ask",
+        "--provider",
+        "scripted",
+        "--script",
+        script,
+        "--trace",
+        str(trace),
+        str(tmp_path / name),
+        question,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"5\n"

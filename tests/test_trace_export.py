@@ -12,14 +12,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import repl, run_rlm
+from conftest import repl, run_rlm, start_rlm, wait_until
 
 from rlm_cli import RLM
 from rlm_cli.errors import UsageError
@@ -288,29 +287,6 @@ def test_header_only_trace(tmp_path: Path) -> None:
     assert 'id="partial-note"' in page and "No sub-calls in this run." in page
 
 
-def start_rlm(script: str, trace: Path, data: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rlm_cli",
-            "ask",
-            "--provider",
-            "scripted",
-            "--script",
-            script,
-            "--trace",
-            str(trace),
-            "--quiet",
-            str(data),
-            "q?",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 def test_trace_of_a_run_killed_with_sigkill(
     write_script: Callable[..., str], tmp_path: Path
 ) -> None:
@@ -324,14 +300,23 @@ def test_trace_of_a_run_killed_with_sigkill(
     data = tmp_path / "in.txt"
     data.write_text("text")
     trace = tmp_path / "killed.jsonl"
-    proc = start_rlm(script, trace, data)
+    proc = start_rlm(
+        "ask",
+        "--provider",
+        "scripted",
+        "--script",
+        script,
+        "--trace",
+        str(trace),
+        "--quiet",
+        str(data),
+        "q?",
+        stdin=b"",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if trace.exists() and '"subcall_finished"' in trace.read_text():
-                break
-            time.sleep(0.05)
-        else:
+        if not wait_until(lambda: trace.exists() and '"subcall_finished"' in trace.read_text()):
             pytest.fail("the run never got to its sub-call")
     finally:
         proc.send_signal(signal.SIGKILL)

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import repl, run_rlm
+from conftest import repl, run_rlm, start_rlm, wait_until
 
 BATCH = "r = llm_query_batched([f'item {i}' for i in range(12)])\nprint(len(r))"
 
@@ -78,31 +75,10 @@ def test_show_a_failed_run(write_script: Callable[..., str], tmp_path: Path) -> 
 def test_show_a_run_killed_with_sigkill(write_script: Callable[..., str], tmp_path: Path) -> None:
     trace = tmp_path / "t.jsonl"
     script = write_script([repl("print('first')"), repl("import time\ntime.sleep(60)")])
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rlm_cli",
-            "ask",
-            "-q",
-            "--provider",
-            "scripted",
-            "--script",
-            script,
-            "--trace",
-            str(trace),
-            "q?",
-        ],
-        stdin=subprocess.PIPE,
+    proc = start_rlm(
+        "ask", "-q", "--provider", "scripted", "--script", script, "--trace", str(trace), "q?"
     )
-    assert proc.stdin is not None
-    proc.stdin.write(b"text")
-    proc.stdin.close()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (
-        trace.exists() and trace.read_text().count("cell_started") == 2
-    ):
-        time.sleep(0.05)
+    wait_until(lambda: trace.exists() and trace.read_text().count("cell_started") == 2)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     shown = run_rlm("trace", "show", str(trace), env={"COLUMNS": "120"})

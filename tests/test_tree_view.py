@@ -8,13 +8,12 @@ import os
 import pty
 import select
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import repl
+from conftest import repl, run_rlm, start_rlm
 from rich.console import Console
 
 from rlm_cli.events import CellFinished, Event, event_from_json
@@ -109,27 +108,20 @@ def test_live_tree_under_a_pty(write_script: Callable[..., str], tmp_path: Path)
         ]
     )
     leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rlm_cli",
-            "ask",
-            "--provider",
-            "scripted",
-            "--script",
-            script,
-            "q?",
-        ],
-        stdin=subprocess.PIPE,
+    proc = start_rlm(
+        "ask",
+        "--provider",
+        "scripted",
+        "--script",
+        script,
+        "q?",
+        stdin=b"some text",
         stdout=subprocess.PIPE,
         stderr=follower,
         env={**os.environ, "COLUMNS": "100", "LINES": "40", "TERM": "xterm-256color"},
     )
     os.close(follower)
     assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(b"some text")
-    proc.stdin.close()
     screen = read_pty(leader, proc).decode("utf-8", "replace")
     os.close(leader)
     assert proc.wait(timeout=30) == 0
@@ -148,22 +140,7 @@ def test_live_tree_under_a_pty(write_script: Callable[..., str], tmp_path: Path)
 
 def test_plain_lines_when_stderr_is_a_file(write_script: Callable[..., str]) -> None:
     script = write_script([repl("FINAL('x')")])
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rlm_cli",
-            "ask",
-            "--provider",
-            "scripted",
-            "--script",
-            script,
-            "q?",
-        ],
-        input=b"text",
-        capture_output=True,
-        timeout=60,
-    )
+    proc = run_rlm("ask", "--provider", "scripted", "--script", script, "q?", stdin=b"text")
     assert proc.stdout == b"x\n"
     assert proc.stderr.startswith(b"rlm: run ") and b"\x1b[" not in proc.stderr
 
@@ -171,47 +148,32 @@ def test_plain_lines_when_stderr_is_a_file(write_script: Callable[..., str]) -> 
 @pytest.mark.parametrize("view", ["none", "plain"])
 def test_view_flag(write_script: Callable[..., str], view: str) -> None:
     script = write_script([repl("FINAL('x')")])
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rlm_cli",
-            "ask",
-            "--view",
-            view,
-            "--provider",
-            "scripted",
-            "--script",
-            script,
-            "q?",
-        ],
-        input=b"text",
-        capture_output=True,
-        timeout=60,
+    proc = run_rlm(
+        "ask", "--view", view, "--provider", "scripted", "--script", script, "q?", stdin=b"text"
     )
     assert proc.stdout == b"x\n"
     assert (proc.stderr == b"") == (view == "none")
 
 
 def test_bad_view_is_a_usage_error() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "rlm_cli", "ask", "--view", "fancy", "q?"],
-        input=b"text",
-        capture_output=True,
-        timeout=60,
-    )
+    proc = run_rlm("ask", "--view", "fancy", "q?", stdin=b"text")
     assert proc.returncode == 2
     assert b"--view" in proc.stderr
 
 
 def tree_to_file(script: str, env: dict[str, str]) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", "rlm_cli", "ask", "--view", "tree", "--provider", "scripted"]
-        + ["--script", script, "a question that is long enough to need wrapping at sixty columns?"],
-        input=b"text",
-        capture_output=True,
-        timeout=60,
-        env={k: v for k, v in {**os.environ, **env}.items() if v},
+    """The tree view's output with stderr a file; an empty value in `env` unsets that variable."""
+    proc = run_rlm(
+        "ask",
+        "--view",
+        "tree",
+        "--provider",
+        "scripted",
+        "--script",
+        script,
+        "a question that is long enough to need wrapping at sixty columns?",
+        stdin=b"text",
+        env={name: value or None for name, value in env.items()},
     )
     assert proc.stdout == b"x\n"
     return proc.stderr.decode()
