@@ -40,6 +40,7 @@ class RLM:
             worker_provider = worker_provider or made_worker
         self._root = root_provider
         self._worker = worker_provider or root_provider
+        self._active = 0  # runs in progress: connections are closed when the last one ends
 
     def completion(
         self, context: Any, question: str, on_event: EventHandler | None = None
@@ -77,6 +78,7 @@ class RLM:
         inputs = context if isinstance(context, Inputs) else from_value(context)
         trace = None
         cache = None
+        self._active += 1
         try:
             if self.settings.trace:
                 trace = TraceWriter(self.settings.trace, full=self.settings.trace_full)
@@ -88,8 +90,13 @@ class RLM:
         finally:
             if cache is not None:
                 cache.close()
-            for provider in {id(self._root): self._root, id(self._worker): self._worker}.values():
-                await provider.aclose()
+            self._active -= 1
+            if self._active == 0:  # runs sharing this object must keep their connections
+                for provider in {
+                    id(self._root): self._root,
+                    id(self._worker): self._worker,
+                }.values():
+                    await provider.aclose()
             if trace is not None:
                 trace.close()
             if inputs is not context:

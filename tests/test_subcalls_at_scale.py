@@ -175,3 +175,23 @@ def test_429s_slow_the_fan_out_down() -> None:
     data = json.loads(proc.stdout)
     assert data["answer"] == "30"
     assert data["usage"]["by_model"]["w"]["calls"] == 30  # retried calls counted once
+
+
+def test_children_of_children_do_not_deadlock_and_are_counted() -> None:
+    # Four depth-1 children at once, each starting a depth-2 child (which, at the limit, asks a
+    # plain llm_query): every slot is held by a parent waiting for its own child.
+    child = repl("FINAL(rlm_query('go deeper', context='leaf'))")
+    root = [repl("r = rlm_query_batched(['a', 'b', 'c', 'd'])"), *[child] * 8, repl("FINAL(r)")]
+    with FakeLLM(root) as fake:
+        started = time.monotonic()
+        proc = ask(fake, "--max-depth", "3", "--cell-timeout", "60")
+        elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["answer"] == str(["ok"] * 4)
+    assert elapsed < 30
+    assert data["usage"]["input_tokens"] == fake.total_reported()["input_tokens"]
+    assert (
+        data["usage"]["by_depth"]["1"]["calls"] == 4
+        and data["usage"]["by_depth"]["2"]["calls"] == 4
+    )

@@ -254,6 +254,7 @@ def _run(
     question, paths = args[-1], args[:-1]
     trace_path = overrides.get("trace")
     finished: list[RunFinished] = []  # the engine's own summary, for --json after an interrupt
+    top: list[str] = []  # the id of the top run, once it starts
     try:
         if dry_run:
             return dry_run_inputs(
@@ -270,9 +271,12 @@ def _run(
 
         def on_event(event: Event) -> None:
             watcher(event)
-            if summary and not live and isinstance(event, RunStarted):
-                print(summary, file=sys.stderr, flush=True)
-            if isinstance(event, RunFinished):
+            if isinstance(event, RunStarted) and event.depth == 0:
+                top.append(event.run_id)
+                if summary and not live:
+                    print(summary, file=sys.stderr, flush=True)
+            # The top run's summary, not a child's (cancelled children report after it).
+            if isinstance(event, RunFinished) and event.run_id in top:
                 finished.append(event)
 
         try:

@@ -62,7 +62,12 @@ class AdaptiveLimit:
 
     async def __aenter__(self) -> None:
         async with self._changed:
-            await self._changed.wait_for(lambda: self._in_flight < self.limit)
+            try:
+                await self._changed.wait_for(lambda: self._in_flight < self.limit)
+            except asyncio.CancelledError:
+                # This waiter may have been the one woken for a free slot: pass the wake-up on.
+                self._changed.notify(max(self.limit - self._in_flight, 0))
+                raise
             self._in_flight += 1
 
     async def __aexit__(self, *exc: object) -> None:

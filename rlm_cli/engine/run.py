@@ -18,7 +18,7 @@ from rlm_cli.engine.budget import Budget, Limits
 from rlm_cli.engine.parsing import extract_code_blocks, find_prose_final
 from rlm_cli.engine.router import Caller, ReplyStore, SubcallRouter, retry_reporter
 from rlm_cli.engine.usage import UsageLedger
-from rlm_cli.errors import InternalError, RlmError
+from rlm_cli.errors import InternalError, ProviderAuthError, RlmError
 from rlm_cli.events import (
     CellFinished,
     CellStarted,
@@ -95,7 +95,14 @@ class Tree:
             cache=cache,
             cache_extra=settings.cache_key_settings(),
         )
-        self.children = asyncio.Semaphore(CHILD_CONCURRENCY)
+        # Child runs started at once, per depth: one shared limit would deadlock, with children
+        # holding every slot while they wait for slots for their own children.
+        self.children: dict[int, asyncio.Semaphore] = {}
+
+    def child_slots(self, depth: int) -> asyncio.Semaphore:
+        if depth not in self.children:
+            self.children[depth] = asyncio.Semaphore(CHILD_CONCURRENCY)
+        return self.children[depth]
 
 
 class Run:
@@ -230,6 +237,8 @@ class Run:
             if final is not None:
                 return "ok", final
             self.messages.append(Message("user", feedback))
+        if self.depth > 0 and status != "max_iterations":
+            return status, None  # the reserve is the top run's: a child stops at once
         # Out of iterations or budget: one last turn, on the reserve, for a best-effort answer.
         self.messages.append(Message("user", prompts.last_turn(status, limit)))
         try:
@@ -317,7 +326,7 @@ class Run:
             self.ledger.cache_hits += 1
         else:
             completion = await provider.stream(request, on_text)
-            if cache and key:
+            if cache and key and completion.finish_reason != "length":
                 cache.put(key, completion)
             self.ledger.add(completion.model, completion.usage, completion.cost_usd, self.depth)
             self.tree.budget.charge(completion.usage, completion.cost_usd)
@@ -327,10 +336,10 @@ class Run:
                 iteration=iteration,
                 text=completion.text,
                 model=completion.model,
-                usage=completion.usage.to_json(),
+                usage={} if cached else completion.usage.to_json(),
                 elapsed_s=round(time.monotonic() - started, 3),
                 code_blocks=len(extract_code_blocks(completion.text)),
-                cost_usd=completion.cost_usd,
+                cost_usd=0.0 if cached else completion.cost_usd,
                 cached=cached,
             )
         )
@@ -364,23 +373,28 @@ class Run:
 
     async def _start_child(self, question: str, context: Any, model: str | None, cell: int) -> str:
         """rlm_query: a child run one level down, with its own REPL, sharing this tree."""
-        inputs = self.inputs if context is None else from_value(context)
-        try:
-            async with self.tree.children:
-                child = Run(
-                    question,
-                    inputs,
-                    self.tree,
-                    depth=self.depth + 1,
-                    parent=(self.run_id, cell),
-                    root_model=model or self.settings.worker_model,
-                )
+        async with self.tree.child_slots(self.depth + 1):
+            reached = self.tree.budget.exhausted()
+            if reached is not None:  # it waited for a slot while the budget ran out
+                return f"Error: rlm_query not run: the {reached} budget is used up"
+            inputs = self.inputs if context is None else from_value(context)
+            child = Run(
+                question,
+                inputs,
+                self.tree,
+                depth=self.depth + 1,
+                parent=(self.run_id, cell),
+                root_model=model or self.settings.worker_model,
+            )
+            try:
                 result = await child.execute()
-        finally:
-            if inputs is not self.inputs:
-                inputs.cleanup()
-        self.ledger.merge(child.ledger)
-        self.child_subcalls += child.caller.started + child.child_subcalls
+            finally:  # a cancelled child's calls were made all the same: count them
+                self.ledger.merge(child.ledger)
+                self.child_subcalls += child.caller.started + child.child_subcalls
+                if inputs is not self.inputs:
+                    inputs.cleanup()
+        if isinstance(result.error, ProviderAuthError) and self.tree.router.fatal is None:
+            self.tree.router.fatal = result.error  # bad credentials end the whole tree
         if result.error is not None:
             return f"Error: rlm_query failed: {result.error}"
         return (

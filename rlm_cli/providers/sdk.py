@@ -114,6 +114,7 @@ class SDKProvider:
                     connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
                     timeout=aiohttp.ClientTimeout(total=self._conn.timeout_s),
                     headers={k: v for k, v in headers.items() if isinstance(v, str)},
+                    trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as the SDK's own client
                 ),
                 str(client.base_url).rstrip("/"),
             )
@@ -140,7 +141,9 @@ class SDKProvider:
         except ValueError:
             data = None
         if not isinstance(data, dict):
-            raise RetryableError(f"{self._conn.where}: malformed reply: {raw[:100]!r}")
+            raise RetryableError(
+                f"{self._conn.where}: malformed reply: {self._conn.scrub(repr(raw[:100]))}"
+            )
         return data
 
     async def aclose(self) -> None:

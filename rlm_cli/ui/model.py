@@ -270,6 +270,9 @@ class RunTree:
         )
         cell.error, cell.timed_out = event.error, event.timed_out
         cell.worker_restarted = event.worker_restarted
+        for child in cell.children:  # batch items that never started end with their cell
+            if isinstance(child, Batch) and child.finished_at is None:
+                child.finished_at = event.ts
 
     def _subcall_started(self, event: SubcallStarted) -> None:
         cell = self._cell(event.cell)
