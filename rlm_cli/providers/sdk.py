@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import urllib.parse
+import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -81,7 +83,8 @@ class SDKProvider:
         self.name = conn.name
         self._conn = conn
         self._sdk_client: tuple[ModuleType, Any] | None = None
-        self._lean: tuple[Any, str] | None = None  # aiohttp session and base URL, for sub-calls
+        # The aiohttp session, base URL and proxy, for sub-calls.
+        self._lean: tuple[Any, str, str | None] | None = None
 
     def _make_client(self) -> tuple[ModuleType, Any]:
         """Import the SDK (lazily: it costs about a second) and build its async client, with the
@@ -109,18 +112,19 @@ class SDKProvider:
 
         if self._lean is None:
             headers = {**client.default_headers, **client.auth_headers}
+            base = str(client.base_url).rstrip("/")
             self._lean = (
                 aiohttp.ClientSession(
                     connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
                     timeout=aiohttp.ClientTimeout(total=self._conn.timeout_s),
                     headers={k: v for k, v in headers.items() if isinstance(v, str)},
-                    trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as the SDK's own client
                 ),
-                str(client.base_url).rstrip("/"),
+                base,
+                _proxy_for(base),
             )
-        session, base = self._lean
+        session, base, proxy = self._lean
         try:
-            async with session.post(base + path, data=json.dumps(params)) as response:
+            async with session.post(base + path, data=json.dumps(params), proxy=proxy) as response:
                 raw = await response.read()
                 if response.status >= 400:
                     try:
@@ -149,7 +153,7 @@ class SDKProvider:
     async def aclose(self) -> None:
         """Close the connections (they belong to the event loop that made them)."""
         if self._lean is not None:
-            session, _base = self._lean
+            session, _base, _proxy = self._lean
             self._lean = None
             await session.close()
         if self._sdk_client is not None:
@@ -206,6 +210,17 @@ class SDKProvider:
 
     def _what(self, request: ModelRequest) -> str:
         return f"{self._conn.name} {request.model} ({request.purpose} call)"
+
+
+def _proxy_for(url: str) -> str | None:
+    """The proxy the environment names for `url` (HTTP(S)_PROXY, NO_PROXY), as the SDK's client
+    would use: looked up once, where aiohttp's trust_env would read it on every request."""
+    proxies = urllib.request.getproxies()
+    parts = urllib.parse.urlsplit(url)
+    proxy = proxies.get(parts.scheme)
+    if proxy is None or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy
 
 
 def resolve_key(name: str, key_env: str | None, local: bool) -> str | None:
