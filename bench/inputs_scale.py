@@ -33,42 +33,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from rlm_cli.bench.texts import WORDS, mixed_block
 from rlm_cli.inputs import resolve
 from rlm_cli.sandbox.host import QueryRequest, Sandbox
 
 MB = 1_000_000
-WORDS = [
-    "the",
-    "of",
-    "and",
-    "to",
-    "in",
-    "is",
-    "was",
-    "for",
-    "on",
-    "that",
-    "with",
-    "as",
-    "by",
-    "at",
-    "from",
-    "error",
-    "warning",
-    "request",
-    "latency",
-    "user",
-    "service",
-    "timeout",
-    "retry",
-    "connection",
-    "database",
-    "query",
-    "index",
-    "cache",
-    "shard",
-    "replica",
-]
 
 
 def peak_rss(pid: int | str = "self") -> int:
@@ -99,35 +68,7 @@ def write_log_file(path: Path, size: int) -> None:
 
 
 def mixed_blocks(rng: random.Random, count: int) -> list[str]:
-    blocks = []
-    for _ in range(count):
-        kind = rng.choice(["prose", "code", "log", "json", "csv", "cjk"])
-        lines = []
-        for _ in range(rng.randint(20, 400)):
-            if kind == "prose":
-                lines.append(" ".join(rng.choices(WORDS, k=rng.randint(5, 25))).capitalize() + ".")
-            elif kind == "code":
-                name = rng.choice(WORDS)
-                lines.append(
-                    f"    def {name}_{rng.randint(0, 99)}(self, x):  return x * {rng.random():.4f}"
-                )
-            elif kind == "log":
-                lines.append(
-                    f"2025-01-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:00 "
-                    f"{rng.choice(['INFO', 'WARN', 'ERROR'])} [{rng.choice(WORDS)}] id={rng.getrandbits(48):x}"
-                )
-            elif kind == "json":
-                lines.append(
-                    json.dumps({"id": rng.randint(0, 10**6), "tags": rng.sample(WORDS, 3)})
-                )
-            elif kind == "csv":
-                lines.append(",".join(str(rng.randint(0, 10**5)) for _ in range(8)))
-            else:
-                lines.append(
-                    "".join(chr(rng.randint(0x4E00, 0x9FA5)) for _ in range(rng.randint(5, 40)))
-                )
-        blocks.append("\n".join(lines) + "\n")
-    return blocks
+    return [mixed_block(rng) for _ in range(count)]
 
 
 def write_mixed_file(path: Path, size: int) -> list[str]:

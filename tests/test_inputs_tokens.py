@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import random
 import subprocess
@@ -12,39 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from rlm_cli.bench.texts import mixed_block
 from rlm_cli.inputs import InputOptions, resolve
 from rlm_cli.inputs import tokens as token_module
-
-WORDS = [
-    "the",
-    "of",
-    "and",
-    "to",
-    "in",
-    "is",
-    "was",
-    "for",
-    "on",
-    "that",
-    "with",
-    "as",
-    "by",
-    "at",
-    "from",
-    "error",
-    "warning",
-    "request",
-    "latency",
-    "user",
-    "service",
-    "timeout",
-    "retry",
-    "connection",
-    "database",
-    "query",
-    "index",
-    "cache",
-]
 
 
 def mixed_text(size: int, seed: int = 7) -> str:
@@ -53,32 +22,7 @@ def mixed_text(size: int, seed: int = 7) -> str:
     parts: list[str] = []
     total = 0
     while total < size:
-        kind = rng.choice(["prose", "code", "log", "json", "csv", "cjk"])
-        lines = []
-        for _ in range(rng.randint(20, 400)):
-            if kind == "prose":
-                lines.append(" ".join(rng.choices(WORDS, k=rng.randint(5, 25))).capitalize() + ".")
-            elif kind == "code":
-                name = rng.choice(WORDS)
-                lines.append(
-                    f"    def {name}_{rng.randint(0, 99)}(self, x):  return x * {rng.random():.4f}"
-                )
-            elif kind == "log":
-                lines.append(
-                    f"2025-01-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}"
-                    f" {rng.choice(['INFO', 'WARN', 'ERROR'])} [{rng.choice(WORDS)}] id={rng.getrandbits(48):x}"
-                )
-            elif kind == "json":
-                lines.append(
-                    json.dumps({"id": rng.randint(0, 10**6), "tags": rng.sample(WORDS, 3)})
-                )
-            elif kind == "csv":
-                lines.append(",".join(str(rng.randint(0, 10**5)) for _ in range(8)))
-            else:
-                lines.append(
-                    "".join(chr(rng.randint(0x4E00, 0x9FA5)) for _ in range(rng.randint(5, 40)))
-                )
-        block = "\n".join(lines) + "\n"
+        block = mixed_block(rng)
         parts.append(block)
         total += len(block.encode("utf-8"))
     return "".join(parts)
