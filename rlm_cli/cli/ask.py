@@ -10,11 +10,11 @@ import sys
 import traceback
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rlm_cli.cli.common import ConfigOption, PricesOption
+from rlm_cli.cli.common import ConfigOption, PricesOption, piped_stdin
 from rlm_cli.cli.inspect import (
     ExcludeOption,
     IncludeOption,
@@ -257,9 +257,7 @@ def _run(
     top: list[str] = []  # the id of the top run, once it starts
     try:
         if dry_run:
-            return dry_run_inputs(
-                paths, overrides, config, selection or Selection(), _piped_stdin()
-            )
+            return dry_run_inputs(paths, overrides, config, selection or Selection(), piped_stdin())
         rlm, inputs = _prepare(question, paths, overrides, config, selection)
         # What will be read and what it may cost, before the first model call: ahead of a live
         # tree (which then owns the terminal), else just after the view's `run` line.
@@ -331,7 +329,7 @@ def _prepare(
             raise UsageError("the question is empty; give it as the last argument")
         rlm = RLM(config=config, **overrides)
         options = input_options(rlm.settings, selection or Selection())
-        return rlm, resolve(paths, _piped_stdin(), options)
+        return rlm, resolve(paths, piped_stdin(), options)
     except RlmError as exc:
         trace_path = overrides.get("trace")
         if trace_path:  # every run leaves a trace, even one that never started
@@ -393,10 +391,3 @@ def _print_json(data: dict[str, Any]) -> None:
 def _print_answer(answer: str) -> None:
     sys.stdout.write(answer if answer.endswith("\n") else answer + "\n")
     sys.stdout.flush()
-
-
-def _piped_stdin() -> BinaryIO | None:
-    stdin = sys.stdin
-    if stdin is None or stdin.isatty():
-        return None
-    return stdin.buffer

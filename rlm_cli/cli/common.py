@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 import typer
 
@@ -28,3 +29,11 @@ def errors_exit() -> Iterator[None]:
     except RlmError as error:
         typer.echo(f"rlm: error: {error}", err=True)
         raise typer.Exit(error.exit_code) from None
+
+
+def piped_stdin() -> BinaryIO | None:
+    """Standard input when something is piped in; None on a terminal or when it is closed."""
+    stdin = sys.stdin
+    if stdin is None or stdin.isatty():
+        return None
+    return stdin.buffer

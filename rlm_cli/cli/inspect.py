@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
 import typer
 
-from rlm_cli.cli.common import ConfigOption, PricesOption
+from rlm_cli.cli.common import ConfigOption, PricesOption, piped_stdin
 from rlm_cli.errors import RlmError, UsageError
 
 if TYPE_CHECKING:
@@ -235,7 +235,7 @@ def inspect_command(
         overrides["max_file_size"] = parse_size(max_file_size)
         settings = load_settings(overrides, config)
         selection = Selection(tuple(include or ()), tuple(exclude or ()))
-        resolved = resolve(list(inputs or []), _piped_stdin(), input_options(settings, selection))
+        resolved = resolve(list(inputs or []), piped_stdin(), input_options(settings, selection))
         try:
             cost = cost_range(resolved.total_tokens, settings)
             if as_json:
@@ -295,13 +295,6 @@ def _print_json(inputs: Inputs, settings: Settings, cost: CostRange) -> None:
     text = json.dumps(data, ensure_ascii=False) + "\n"
     sys.stdout.buffer.write(text.encode("utf-8", "replace"))  # no lone surrogates on stdout
     sys.stdout.flush()
-
-
-def _piped_stdin() -> BinaryIO | None:
-    stdin = sys.stdin
-    if stdin is None or stdin.isatty():
-        return None
-    return stdin.buffer
 
 
 def _usd(value: float) -> str:
