@@ -339,8 +339,7 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> None:
     synchronous=NORMAL, and the schema, created on first use."""
     conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
     ready = _check_ours(conn, path)  # reading the header also proves the file is a database
-    if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
-        conn.execute("PRAGMA journal_mode = WAL").fetchone()
+    _use_wal(conn)
     conn.execute("PRAGMA synchronous = NORMAL")
     if ready:
         return
@@ -360,6 +359,22 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> None:
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
         raise
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL. SQLite does not call the busy handler for this switch, so a process
+    opening a fresh cache while another one sets it up would fail at once: retry until the busy
+    timeout, stopping as soon as the file is in WAL (whoever switched it)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
 
 
 def _check_ours(conn: sqlite3.Connection, path: Path) -> bool:
