@@ -80,6 +80,16 @@ def start_rlm(*args: str, stdin: bytes = b"text", **popen: Any) -> subprocess.Po
     return proc
 
 
+def ask_scripted(script: str, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+    """`rlm ask` on the scripted provider playing `script`; the rest as for `run_rlm`."""
+    return run_rlm("ask", "--provider", "scripted", "--script", script, *args, **kwargs)
+
+
+def start_scripted(script: str, *args: str, **kwargs: Any) -> subprocess.Popen[bytes]:
+    """`rlm ask` on the scripted provider playing `script`, started as by `start_rlm`."""
+    return start_rlm("ask", "--provider", "scripted", "--script", script, *args, **kwargs)
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 30) -> bool:
     """Poll `predicate` until it holds (True) or `timeout` seconds pass (False)."""
     deadline = time.monotonic() + timeout

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import read_trace, repl, run_rlm, start_rlm, wait_until
+from conftest import ask_scripted, read_trace, repl, run_rlm, start_scripted, wait_until
 
 HAYSTACK = b"x\nthe code is 42\ny\n"
 
@@ -32,9 +32,7 @@ def find_code_script(write_script: Callable[..., str]) -> str:
 
 def test_piped_stdin_prints_exactly_the_answer(write_script: Callable[..., str]) -> None:
     script = find_code_script(write_script)
-    proc = run_rlm(
-        "ask", "--provider", "scripted", "--script", script, "what is the code?", stdin=HAYSTACK
-    )
+    proc = ask_scripted(script, "what is the code?", stdin=HAYSTACK)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"the code is 42\n"
     assert b"iteration 1/30" in proc.stderr  # progress goes to stderr, not stdout
@@ -43,11 +41,7 @@ def test_piped_stdin_prints_exactly_the_answer(write_script: Callable[..., str])
 def test_json_is_one_object(write_script: Callable[..., str], tmp_path: Path) -> None:
     script = find_code_script(write_script)
     trace = tmp_path / "run.jsonl"
-    proc = run_rlm(
-        "ask",
-        "--provider",
-        "scripted",
-        "--script",
+    proc = ask_scripted(
         script,
         "--json",
         "--trace",
@@ -72,7 +66,7 @@ def test_json_is_one_object(write_script: Callable[..., str], tmp_path: Path) ->
 
 def test_quiet_prints_nothing_on_stderr(write_script: Callable[..., str]) -> None:
     script = find_code_script(write_script)
-    proc = run_rlm("ask", "-q", "--provider", "scripted", "--script", script, "q?", stdin=HAYSTACK)
+    proc = ask_scripted(script, "-q", "q?", stdin=HAYSTACK)
     assert proc.returncode == 0
     assert proc.stderr == b""
 
@@ -88,11 +82,7 @@ def test_two_files_and_a_directory_make_a_dict(
     (docs / "sub" / "y.txt").write_text("why")
     (docs / "m.txt").write_text("em")
     script = write_script([repl("import json\nFINAL(json.dumps(list(context.items())))")])
-    proc = run_rlm(
-        "ask",
-        "--provider",
-        "scripted",
-        "--script",
+    proc = ask_scripted(
         script,
         str(tmp_path / "a.txt"),
         str(tmp_path / "b.md"),
@@ -112,20 +102,14 @@ def test_two_files_and_a_directory_make_a_dict(
 def test_one_file_is_a_str(write_script: Callable[..., str], tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("alpha\r\nbeta")
     script = write_script([repl("FINAL(type(context).__name__ + repr(context))")])
-    proc = run_rlm(
-        "ask", "--provider", "scripted", "--script", script, str(tmp_path / "a.txt"), "q?"
-    )
+    proc = ask_scripted(script, str(tmp_path / "a.txt"), "q?")
     assert proc.stdout == b"str'alpha\\r\\nbeta'\n"  # line endings are kept as they are
 
 
 def test_dash_reads_stdin_beside_files(write_script: Callable[..., str], tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("alpha")
     script = write_script([repl("FINAL(sorted(context.items()))")])
-    proc = run_rlm(
-        "ask",
-        "--provider",
-        "scripted",
-        "--script",
+    proc = ask_scripted(
         script,
         "-",
         str(tmp_path / "a.txt"),
@@ -145,11 +129,7 @@ def test_missing_input_exits_2_with_one_line(
     script = write_script([repl("FINAL(1)")])
     trace = tmp_path / "t.jsonl"
     missing = tmp_path / "nope.txt"
-    proc = run_rlm(
-        "ask",
-        "--provider",
-        "scripted",
-        "--script",
+    proc = ask_scripted(
         script,
         "--trace",
         str(trace),
@@ -169,7 +149,7 @@ def test_missing_input_exits_2_with_one_line(
 
 def test_empty_stdin_is_a_usage_error(write_script: Callable[..., str]) -> None:
     script = write_script([repl("FINAL(1)")])
-    proc = run_rlm("ask", "--provider", "scripted", "--script", script, "q?", stdin=b"")
+    proc = ask_scripted(script, "q?", stdin=b"")
     assert proc.returncode == 2
     assert b"standard input is empty" in proc.stderr
 
@@ -178,7 +158,7 @@ def test_no_input_on_a_terminal_is_a_usage_error(write_script: Callable[..., str
     script = write_script([repl("FINAL(1)")])
     leader, follower = pty.openpty()
     try:
-        proc = run_rlm("ask", "--provider", "scripted", "--script", script, "q?", stdin_fd=follower)
+        proc = ask_scripted(script, "q?", stdin_fd=follower)
     finally:
         os.close(leader)
         os.close(follower)
@@ -226,11 +206,7 @@ def test_max_iterations_gives_best_effort_and_exit_6(
         [repl("x = 1"), repl("x += 1"), "I could not finish.\nFINAL(partial answer)"]
     )
     trace = tmp_path / "t.jsonl"
-    proc = run_rlm(
-        "ask",
-        "--provider",
-        "scripted",
-        "--script",
+    proc = ask_scripted(
         script,
         "--max-iterations",
         "2",
@@ -252,11 +228,7 @@ def test_script_running_out_exits_5_and_trace_has_summary(
 ) -> None:
     script = write_script([repl("print(len(context))")])
     trace = tmp_path / "t.jsonl"
-    proc = run_rlm(
-        "ask",
-        "--provider",
-        "scripted",
-        "--script",
+    proc = ask_scripted(
         script,
         "--trace",
         str(trace),
@@ -279,11 +251,7 @@ def test_cell_timeout_stops_the_cell_and_the_run_continues(
         [repl("kept = 7"), repl("while True: pass"), repl("FINAL(kept)")],
     )
     started = time.monotonic()
-    proc = run_rlm(
-        "ask",
-        "--provider",
-        "scripted",
-        "--script",
+    proc = ask_scripted(
         script,
         "--cell-timeout",
         "2",
@@ -307,11 +275,7 @@ def test_worker_crash_restarts_and_the_model_is_told(
         ],
     )
     trace = tmp_path / "t.jsonl"
-    proc = run_rlm(
-        "ask",
-        "--provider",
-        "scripted",
-        "--script",
+    proc = ask_scripted(
         script,
         "--trace",
         str(trace),
@@ -341,11 +305,7 @@ def test_help_teaches_and_imports_no_vendor_sdk() -> None:
 
 def start_until_cells(script: str, trace: Path, cells: int) -> subprocess.Popen[bytes]:
     """Start `rlm ask` in the background; return once the trace shows `cells` cells started."""
-    proc = start_rlm(
-        "ask",
-        "--provider",
-        "scripted",
-        "--script",
+    proc = start_scripted(
         script,
         "--trace",
         str(trace),

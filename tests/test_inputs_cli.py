@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import repl, run_rlm
+from conftest import ask_scripted, repl, run_rlm
 
 
 def make_project(root: Path) -> Path:
@@ -113,8 +113,7 @@ def test_ask_prints_the_inputs_summary_before_the_first_model_call(
 ) -> None:
     root = make_project(tmp_path / "project")
     script = write_script([repl("FINAL(sorted(context))")])
-    proc = run_rlm(
-        "ask", "--provider", "scripted", "--script", script, "--view", "plain",
+    proc = ask_scripted(script, "--view", "plain",
         "--exclude", "src/lib/", str(root), "which files?",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -132,8 +131,7 @@ def test_include_and_max_file_size_flags(tmp_path: Path, write_script: Callable[
     root = make_project(tmp_path / "project")
     (root / "src" / "big.py").write_text("x = 1\n" * 1000)
     script = write_script([repl("FINAL(sorted(context))")])
-    proc = run_rlm(
-        "ask", "--provider", "scripted", "--script", script, "-q", "--include", "*.py",
+    proc = ask_scripted(script, "-q", "--include", "*.py",
         "--max-file-size", "1KB", str(root), "which files?",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -212,7 +210,7 @@ def test_file_names_that_are_not_utf8(tmp_path: Path, write_script: Callable[...
     table = run_rlm("inspect", str(tree), env=no_keys())
     assert table.returncode == 0, table.stderr
     script = write_script([repl("FINAL(sorted(context.values()))")])
-    proc = run_rlm("ask", "--provider", "scripted", "--script", script, str(tree), "q?")
+    proc = ask_scripted(script, str(tree), "q?")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"['hello', 'plain']\n"
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import read_trace, repl, run_rlm, start_rlm, wait_until
+from conftest import ask_scripted, read_trace, repl, start_scripted, wait_until
 
 from rlm_cli import RLM
 from rlm_cli.events import SubcallFinished
@@ -20,11 +20,7 @@ from rlm_cli.providers.scripted import ScriptedProvider, SubRule
 
 
 def ask(script: str, *extra: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
-    return run_rlm(
-        "ask",
-        "--provider",
-        "scripted",
-        "--script",
+    return ask_scripted(
         script,
         *extra,
         "q?",
@@ -86,11 +82,7 @@ def start_spinning(
         [repl(f"import os\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\nwhile True: pass")]
     )
     trace = tmp_path / "t.jsonl"
-    proc = start_rlm(
-        "ask",
-        "--provider",
-        "scripted",
-        "--script",
+    proc = start_scripted(
         script,
         "--trace",
         str(trace),
@@ -160,11 +152,7 @@ def test_file_names_and_questions_that_are_not_utf8(
     script = write_script([repl("FINAL(len(context))")])
     trace = tmp_path / "t.jsonl"
     question = os.fsdecode(b"caf\xe9?")
-    proc = run_rlm(
-        "ask",
-        "--provider",
-        "scripted",
-        "--script",
+    proc = ask_scripted(
         script,
         "--trace",
         str(trace),

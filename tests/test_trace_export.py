@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import repl, run_rlm, start_rlm, wait_until
+from conftest import ask_scripted, repl, start_scripted, wait_until
 
 from rlm_cli import RLM
 from rlm_cli.errors import UsageError
@@ -181,11 +181,7 @@ def test_failed_run_from_the_cli(write_script: Callable[..., str], tmp_path: Pat
     data = tmp_path / "input.txt"
     data.write_text("some text")
     path = tmp_path / "failed.jsonl"
-    proc = run_rlm(
-        "ask",
-        "--provider",
-        "scripted",
-        "--script",
+    proc = ask_scripted(
         script,
         "--trace",
         str(path),
@@ -209,11 +205,7 @@ def test_run_that_failed_before_it_started(
 ) -> None:
     """A missing input: the trace is a header and a summary line with no run id."""
     path = tmp_path / "early.jsonl"
-    proc = run_rlm(
-        "ask",
-        "--provider",
-        "scripted",
-        "--script",
+    proc = ask_scripted(
         write_script([repl("FINAL(1)")]),
         "--trace",
         str(path),
@@ -300,11 +292,7 @@ def test_trace_of_a_run_killed_with_sigkill(
     data = tmp_path / "in.txt"
     data.write_text("text")
     trace = tmp_path / "killed.jsonl"
-    proc = start_rlm(
-        "ask",
-        "--provider",
-        "scripted",
-        "--script",
+    proc = start_scripted(
         script,
         "--trace",
         str(trace),
@@ -666,11 +654,7 @@ def test_failed_and_partial_traces_render_in_chromium(
     script = write_script([repl("print('one')")])
     data = tmp_path / "in.txt"
     data.write_text("text")
-    run_rlm(
-        "ask",
-        "--provider",
-        "scripted",
-        "--script",
+    ask_scripted(
         script,
         "--trace",
         str(failed),

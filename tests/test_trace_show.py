@@ -7,7 +7,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import repl, run_rlm, start_rlm, wait_until
+from conftest import ask_scripted, repl, run_rlm, start_scripted, wait_until
 
 BATCH = "r = llm_query_batched([f'item {i}' for i in range(12)])\nprint(len(r))"
 
@@ -15,13 +15,9 @@ BATCH = "r = llm_query_batched([f'item {i}' for i in range(12)])\nprint(len(r))"
 def traced_run(write_script: Callable[..., str], tmp_path: Path, root: list[str]) -> Path:
     trace = tmp_path / "t.jsonl"
     script = write_script(root)
-    run_rlm(
-        "ask",
-        "-q",
-        "--provider",
-        "scripted",
-        "--script",
+    ask_scripted(
         script,
+        "-q",
         "--trace",
         str(trace),
         "q?",
@@ -75,9 +71,7 @@ def test_show_a_failed_run(write_script: Callable[..., str], tmp_path: Path) -> 
 def test_show_a_run_killed_with_sigkill(write_script: Callable[..., str], tmp_path: Path) -> None:
     trace = tmp_path / "t.jsonl"
     script = write_script([repl("print('first')"), repl("import time\ntime.sleep(60)")])
-    proc = start_rlm(
-        "ask", "-q", "--provider", "scripted", "--script", script, "--trace", str(trace), "q?"
-    )
+    proc = start_scripted(script, "-q", "--trace", str(trace), "q?")
     wait_until(lambda: trace.exists() and trace.read_text().count("cell_started") == 2)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import repl, run_rlm, start_rlm
+from conftest import ask_scripted, repl, run_rlm, start_scripted
 from rich.console import Console
 
 from rlm_cli.events import CellFinished, Event, event_from_json
@@ -108,11 +108,7 @@ def test_live_tree_under_a_pty(write_script: Callable[..., str], tmp_path: Path)
         ]
     )
     leader, follower = pty.openpty()
-    proc = start_rlm(
-        "ask",
-        "--provider",
-        "scripted",
-        "--script",
+    proc = start_scripted(
         script,
         "q?",
         stdin=b"some text",
@@ -140,7 +136,7 @@ def test_live_tree_under_a_pty(write_script: Callable[..., str], tmp_path: Path)
 
 def test_plain_lines_when_stderr_is_a_file(write_script: Callable[..., str]) -> None:
     script = write_script([repl("FINAL('x')")])
-    proc = run_rlm("ask", "--provider", "scripted", "--script", script, "q?", stdin=b"text")
+    proc = ask_scripted(script, "q?", stdin=b"text")
     assert proc.stdout == b"x\n"
     assert proc.stderr.startswith(b"rlm: run ") and b"\x1b[" not in proc.stderr
 
@@ -148,9 +144,7 @@ def test_plain_lines_when_stderr_is_a_file(write_script: Callable[..., str]) -> 
 @pytest.mark.parametrize("view", ["none", "plain"])
 def test_view_flag(write_script: Callable[..., str], view: str) -> None:
     script = write_script([repl("FINAL('x')")])
-    proc = run_rlm(
-        "ask", "--view", view, "--provider", "scripted", "--script", script, "q?", stdin=b"text"
-    )
+    proc = ask_scripted(script, "--view", view, "q?", stdin=b"text")
     assert proc.stdout == b"x\n"
     assert (proc.stderr == b"") == (view == "none")
 
@@ -163,14 +157,10 @@ def test_bad_view_is_a_usage_error() -> None:
 
 def tree_to_file(script: str, env: dict[str, str]) -> str:
     """The tree view's output with stderr a file; an empty value in `env` unsets that variable."""
-    proc = run_rlm(
-        "ask",
+    proc = ask_scripted(
+        script,
         "--view",
         "tree",
-        "--provider",
-        "scripted",
-        "--script",
-        script,
         "a question that is long enough to need wrapping at sixty columns?",
         stdin=b"text",
         env={name: value or None for name, value in env.items()},
