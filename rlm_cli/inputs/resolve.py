@@ -7,13 +7,14 @@ only process that does, once.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
 import posixpath
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import IO, BinaryIO, cast
 
@@ -249,16 +250,10 @@ class _Resolver:
         cap = None if explicit else self.options.max_file_bytes
         room = self.memory_limit - self.total
         limit = room if cap is None else min(cap, room)
-        try:
+        with _reading_packed(kind):
             raw, stream = archives.open_compressed(path, kind)
             with raw, stream:
                 result = scan(stream, limit=limit, samples=COMPRESSED_SAMPLES)
-        except OSError as exc:
-            if isinstance(exc, archives.DECOMPRESS_ERRORS) or exc.errno is None:
-                raise _corrupt(kind, exc) from None
-            raise _unreadable(exc) from None
-        except archives.DECOMPRESS_ERRORS as exc:
-            raise _corrupt(kind, exc) from None
         if result.encoding is None:
             raise _binary(f"{kind}-compressed ")
         if result.stopped:
@@ -267,19 +262,7 @@ class _Resolver:
             self._reserve(result.size, display)  # raises: over the memory limit
         if result.size <= result.encoding.bom and explicit:
             raise _Rejected("empty", "", f"the file decompresses to no text ({kind})")
-        self._reserve(result.size, display)
-        source = Source(
-            name=name,
-            path=path,
-            display=display,
-            size=result.size,
-            encoding=result.encoding.encoding,
-            bom=result.encoding.bom,
-            compression=kind,
-            invalid_bytes=result.invalid,
-            samples=result.samples,
-        )
-        self._add(source, result.head)
+        self._add_unpacked(result, name, path, display, compression=kind)
 
     # ----- archives -----
 
@@ -288,18 +271,12 @@ class _Resolver:
     ) -> None:
         self.containers += 1
         before_sources, before_skips = len(self.inputs.sources), len(self.inputs.skipped)
-        try:
+        with _reading_packed(kind):
             candidates, rules, members = (
                 self._zip_members(path, display, rel)
                 if kind == "zip"
                 else self._tar_members(path, display, rel)
             )
-        except OSError as exc:
-            if isinstance(exc, archives.DECOMPRESS_ERRORS) or exc.errno is None:
-                raise _corrupt(kind, exc) from None
-            raise _unreadable(exc) from None
-        except archives.DECOMPRESS_ERRORS as exc:
-            raise _corrupt(kind, exc) from None
         shown_folders: set[str] = set()
         for candidate in sorted(candidates, key=lambda c: c.member.name):
             member = candidate.member
@@ -316,22 +293,15 @@ class _Resolver:
             if candidate.rejected is not None:
                 self._skip(Skip(shown, candidate.rejected.reason, candidate.rejected.detail))
                 continue
-            result = candidate.result
-            assert result is not None and result.encoding is not None
-            self._reserve(result.size, shown)
-            source = Source(
-                name=f"{name}/{member.name}",
-                path=path,
-                display=shown,
-                size=result.size,
-                encoding=result.encoding.encoding,
-                bom=result.encoding.bom,
+            assert candidate.result is not None
+            self._add_unpacked(
+                candidate.result,
+                f"{name}/{member.name}",
+                path,
+                shown,
                 archive=kind,
                 member=member.stored,
-                invalid_bytes=result.invalid,
-                samples=result.samples,
             )
-            self._add(source, result.head)
         if len(self.inputs.sources) == before_sources:
             skipped = self.inputs.skipped[before_skips:]
             if explicit:
@@ -558,6 +528,36 @@ class _Resolver:
             source = replace(source, kind=structure[0], preview=structure[1])
         self.inputs.sources.append(source)
 
+    def _add_unpacked(
+        self,
+        result: Scan,
+        name: str,
+        path: str,
+        display: str,
+        *,
+        compression: Compression | None = None,
+        archive: ArchiveKind | None = None,
+        member: str | None = None,
+    ) -> None:
+        """Add a text read through a decompressor (a compressed file or an archive member), with
+        the samples its token estimate needs."""
+        assert result.encoding is not None
+        self._reserve(result.size, display)
+        source = Source(
+            name=name,
+            path=path,
+            display=display,
+            size=result.size,
+            encoding=result.encoding.encoding,
+            bom=result.encoding.bom,
+            compression=compression,
+            archive=archive,
+            member=member,
+            invalid_bytes=result.invalid,
+            samples=result.samples,
+        )
+        self._add(source, result.head)
+
     def _skip(self, skip: Skip) -> None:
         self.inputs.skipped.append(skip)
 
@@ -633,6 +633,20 @@ def _too_large(size: int, cap: int, what: str = "") -> _Rejected:
     return _Rejected(
         "too large", detail, f"{detail}; raise it with --max-file-size or name the file itself"
     )
+
+
+@contextlib.contextmanager
+def _reading_packed(kind: str) -> Iterator[None]:
+    """Errors reading a compressed file or an archive as the rejections users see: a damaged
+    stream is corrupt, anything else the system refused is unreadable."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, archives.DECOMPRESS_ERRORS) or exc.errno is None:
+            raise _corrupt(kind, exc) from None
+        raise _unreadable(exc) from None
+    except archives.DECOMPRESS_ERRORS as exc:
+        raise _corrupt(kind, exc) from None
 
 
 def _corrupt(kind: str, exc: BaseException) -> _Rejected:
