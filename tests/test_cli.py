@@ -42,12 +42,7 @@ def test_json_is_one_object(write_script: Callable[..., str], tmp_path: Path) ->
     script = find_code_script(write_script)
     trace = tmp_path / "run.jsonl"
     proc = ask_scripted(
-        script,
-        "--json",
-        "--trace",
-        str(trace),
-        "what is the code?",
-        stdin=HAYSTACK,
+        script, "--json", "--trace", str(trace), "what is the code?", stdin=HAYSTACK
     )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
@@ -83,11 +78,7 @@ def test_two_files_and_a_directory_make_a_dict(
     (docs / "m.txt").write_text("em")
     script = write_script([repl("import json\nFINAL(json.dumps(list(context.items())))")])
     proc = ask_scripted(
-        script,
-        str(tmp_path / "a.txt"),
-        str(tmp_path / "b.md"),
-        str(docs),
-        "what is here?",
+        script, str(tmp_path / "a.txt"), str(tmp_path / "b.md"), str(docs), "what is here?"
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == [
@@ -109,13 +100,7 @@ def test_one_file_is_a_str(write_script: Callable[..., str], tmp_path: Path) -> 
 def test_dash_reads_stdin_beside_files(write_script: Callable[..., str], tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("alpha")
     script = write_script([repl("FINAL(sorted(context.items()))")])
-    proc = ask_scripted(
-        script,
-        "-",
-        str(tmp_path / "a.txt"),
-        "q?",
-        stdin=b"piped",
-    )
+    proc = ask_scripted(script, "-", str(tmp_path / "a.txt"), "q?", stdin=b"piped")
     assert proc.returncode == 0, proc.stderr
     assert (
         proc.stdout.decode()
@@ -129,13 +114,7 @@ def test_missing_input_exits_2_with_one_line(
     script = write_script([repl("FINAL(1)")])
     trace = tmp_path / "t.jsonl"
     missing = tmp_path / "nope.txt"
-    proc = ask_scripted(
-        script,
-        "--trace",
-        str(trace),
-        str(missing),
-        "q?",
-    )
+    proc = ask_scripted(script, "--trace", str(trace), str(missing), "q?")
     assert proc.returncode == 2
     assert proc.stdout == b""
     lines = proc.stderr.decode().strip().splitlines()
@@ -207,14 +186,7 @@ def test_max_iterations_gives_best_effort_and_exit_6(
     )
     trace = tmp_path / "t.jsonl"
     proc = ask_scripted(
-        script,
-        "--max-iterations",
-        "2",
-        "--trace",
-        str(trace),
-        "--json",
-        "q?",
-        stdin=b"text",
+        script, "--max-iterations", "2", "--trace", str(trace), "--json", "q?", stdin=b"text"
     )
     assert proc.returncode == 6
     data = json.loads(proc.stdout)
@@ -228,13 +200,7 @@ def test_script_running_out_exits_5_and_trace_has_summary(
 ) -> None:
     script = write_script([repl("print(len(context))")])
     trace = tmp_path / "t.jsonl"
-    proc = ask_scripted(
-        script,
-        "--trace",
-        str(trace),
-        "q?",
-        stdin=b"text",
-    )
+    proc = ask_scripted(script, "--trace", str(trace), "q?", stdin=b"text")
     assert proc.returncode == 5
     assert b"root replies" in proc.stderr
     assert len(proc.stderr.decode().splitlines()[-1:]) == 1
@@ -251,13 +217,7 @@ def test_cell_timeout_stops_the_cell_and_the_run_continues(
         [repl("kept = 7"), repl("while True: pass"), repl("FINAL(kept)")],
     )
     started = time.monotonic()
-    proc = ask_scripted(
-        script,
-        "--cell-timeout",
-        "2",
-        "q?",
-        stdin=b"text",
-    )
+    proc = ask_scripted(script, "--cell-timeout", "2", "q?", stdin=b"text")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"7\n"  # the variable survived the interrupt
     assert b"timed out" in proc.stderr
@@ -275,13 +235,7 @@ def test_worker_crash_restarts_and_the_model_is_told(
         ],
     )
     trace = tmp_path / "t.jsonl"
-    proc = ask_scripted(
-        script,
-        "--trace",
-        str(trace),
-        "q?",
-        stdin=b"text",
-    )
+    proc = ask_scripted(script, "--trace", str(trace), "q?", stdin=b"text")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"None text\n"  # variables lost, context reloaded
     cells = [r for r in read_trace(trace) if r["type"] == "cell_finished"]
@@ -306,12 +260,7 @@ def test_help_teaches_and_imports_no_vendor_sdk() -> None:
 def start_until_cells(script: str, trace: Path, cells: int) -> subprocess.Popen[bytes]:
     """Start `rlm ask` in the background; return once the trace shows `cells` cells started."""
     proc = start_scripted(
-        script,
-        "--trace",
-        str(trace),
-        "q?",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        script, "--trace", str(trace), "q?", stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     wait_until(lambda: trace.exists() and trace.read_text().count('"cell_started"') >= cells)
     return proc

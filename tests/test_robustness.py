@@ -20,13 +20,7 @@ from rlm_cli.providers.scripted import ScriptedProvider, SubRule
 
 
 def ask(script: str, *extra: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
-    return ask_scripted(
-        script,
-        *extra,
-        "q?",
-        stdin=b"text",
-        timeout=timeout,
-    )
+    return ask_scripted(script, *extra, "q?", stdin=b"text", timeout=timeout)
 
 
 def pid_alive(pid: int) -> bool:
@@ -152,13 +146,7 @@ def test_file_names_and_questions_that_are_not_utf8(
     script = write_script([repl("FINAL(len(context))")])
     trace = tmp_path / "t.jsonl"
     question = os.fsdecode(b"caf\xe9?")
-    proc = ask_scripted(
-        script,
-        "--trace",
-        str(trace),
-        str(tmp_path / name),
-        question,
-    )
+    proc = ask_scripted(script, "--trace", str(trace), str(tmp_path / name), question)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"5\n"
     assert read_trace(trace)[0]["question"] == question

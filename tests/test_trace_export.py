@@ -181,14 +181,7 @@ def test_failed_run_from_the_cli(write_script: Callable[..., str], tmp_path: Pat
     data = tmp_path / "input.txt"
     data.write_text("some text")
     path = tmp_path / "failed.jsonl"
-    proc = ask_scripted(
-        script,
-        "--trace",
-        str(path),
-        "--quiet",
-        str(data),
-        "what?",
-    )
+    proc = ask_scripted(script, "--trace", str(path), "--quiet", str(data), "what?")
     assert proc.returncode == 5, proc.stderr
     doc = trajectory(load_trace(path))
     run = doc["run"]
@@ -654,14 +647,7 @@ def test_failed_and_partial_traces_render_in_chromium(
     script = write_script([repl("print('one')")])
     data = tmp_path / "in.txt"
     data.write_text("text")
-    ask_scripted(
-        script,
-        "--trace",
-        str(failed),
-        "--quiet",
-        str(data),
-        "q?",
-    )
+    ask_scripted(script, "--trace", str(failed), "--quiet", str(data), "q?")
     partial = tmp_path / "partial.jsonl"
     lines = len(batched_trace.read_text().splitlines())
     cut_trace(batched_trace, partial, lines // 2, 7)

@@ -15,14 +15,7 @@ BATCH = "r = llm_query_batched([f'item {i}' for i in range(12)])\nprint(len(r))"
 def traced_run(write_script: Callable[..., str], tmp_path: Path, root: list[str]) -> Path:
     trace = tmp_path / "t.jsonl"
     script = write_script(root)
-    ask_scripted(
-        script,
-        "-q",
-        "--trace",
-        str(trace),
-        "q?",
-        stdin=b"hello",
-    )
+    ask_scripted(script, "-q", "--trace", str(trace), "q?", stdin=b"hello")
     return trace
 
 
