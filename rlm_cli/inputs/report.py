@@ -7,6 +7,7 @@ from typing import Any
 
 from rlm_cli.inputs.model import Inputs, Skip, Source
 from rlm_cli.inputs.resolve import format_bytes
+from rlm_cli.ui.format import format_tokens
 
 
 def one_line(inputs: Inputs, cost: str | None = None) -> str:
@@ -14,7 +15,7 @@ def one_line(inputs: Inputs, cost: str | None = None) -> str:
     parts = [
         f"{len(inputs.sources):,} file(s)" if inputs.shape == "dict" else "1 file",
         format_bytes(inputs.total_bytes),
-        f"~{_tokens(inputs.total_tokens)} tokens ({inputs.tokens_method})",
+        f"~{format_tokens(inputs.total_tokens)} tokens ({inputs.tokens_method})",
     ]
     if inputs.skipped:
         counts = ", ".join(f"{n} {reason}" for reason, n in inputs.skip_counts().items())
@@ -73,11 +74,3 @@ def _source_row(source: Source) -> Row:
 
 def _skip_row(skip: Skip) -> Row:
     return Row(skip.path, None, None, "", "skipped: " + skip.describe())
-
-
-def _tokens(count: int) -> str:
-    if count >= 1_000_000:
-        return f"{count / 1_000_000:.1f}M"
-    if count >= 10_000:
-        return f"{count / 1_000:.0f}K"
-    return f"{count:,}"
