@@ -90,6 +90,16 @@ def start_scripted(script: str, *args: str, **kwargs: Any) -> subprocess.Popen[b
     return start_rlm("ask", "--provider", "scripted", "--script", script, *args, **kwargs)
 
 
+def heavy_imports(statement: str) -> list[str]:
+    """Which of Typer, Rich and the vendor SDKs a fresh interpreter holds after `statement`."""
+    code = (
+        f"import sys\n{statement}\n"
+        "print(*sorted(m for m in ('typer', 'rich', 'openai', 'anthropic') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 30) -> bool:
     """Poll `predicate` until it holds (True) or `timeout` seconds pass (False)."""
     deadline = time.monotonic() + timeout

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import read_trace, repl
+from conftest import heavy_imports, read_trace, repl
 
 from rlm_cli import RLM
 from rlm_cli.engine.parsing import extract_code_blocks, find_prose_final
@@ -167,12 +165,7 @@ def test_parsing() -> None:
 
 
 def test_engine_imports_no_ui_or_sdk() -> None:
-    code = (
-        "import sys\nimport rlm_cli.engine.run, rlm_cli.api\n"
-        "print(sorted(m for m in ('typer', 'rich', 'openai', 'anthropic') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert heavy_imports("import rlm_cli.engine.run, rlm_cli.api") == []
 
 
 def test_worker_imports_only_the_standard_library() -> None:

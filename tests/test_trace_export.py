@@ -11,14 +11,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ask_scripted, repl, start_scripted, wait_until
+from conftest import ask_scripted, heavy_imports, repl, start_scripted, wait_until
 
 from rlm_cli import RLM
 from rlm_cli.errors import UsageError
@@ -673,9 +672,4 @@ def test_failed_and_partial_traces_render_in_chromium(
 
 
 def test_trace_package_imports_no_ui_or_sdk() -> None:
-    code = (
-        "import sys\nimport rlm_cli.trace.reader, rlm_cli.trace.export\n"
-        "print(sorted(m for m in ('typer', 'rich', 'openai', 'anthropic') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert heavy_imports("import rlm_cli.trace.reader, rlm_cli.trace.export") == []
