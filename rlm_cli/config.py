@@ -54,6 +54,14 @@ class Settings:
     max_file_size: int = 100 * 1024 * 1024
     # Inputs: more text than this share of memory is refused (loading peaks near twice a file).
     max_memory_share: float = 0.4
+    # Where cells run: "process" (an isolated worker, see SECURITY.md) or "none" (no isolation).
+    sandbox: str = "process"
+    # Run even when some layers of the process sandbox are unavailable on this system.
+    allow_weaker_sandbox: bool = False
+    # The worker's address-space limit in MiB; None sizes it from the inputs and the machine.
+    worker_memory_mb: int | None = None
+    # Mask obvious secrets (API keys, private keys, tokens) in sub-call prompts before sending.
+    redact_secrets: bool = False
     # Where each non-default value came from ("config file PATH" or "flag"); not a setting itself.
     origin: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -121,9 +129,16 @@ class Settings:
         _check(
             0 < self.max_memory_share <= 0.9, "max_memory_share", "must be more than 0, at most 0.9"
         )
+        _check(self.sandbox in SANDBOXES, "sandbox", "must be process or none")
+        _check(
+            self.worker_memory_mb is None or self.worker_memory_mb >= 256,
+            "worker_memory_mb",
+            "must be 256 MiB or more",
+        )
         return self
 
 
+SANDBOXES = ("process", "none")
 DEFAULT_MODELS = {"openai": "gpt-5", "anthropic": "claude-sonnet-4-5", "scripted": "scripted-root"}
 DEFAULT_SUB_MODELS = {
     "openai": "gpt-5-mini",

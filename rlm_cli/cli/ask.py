@@ -153,6 +153,34 @@ def ask(
     exclude: ExcludeOption = None,
     max_file_size: MaxFileSizeOption = None,
     max_memory_share: MaxMemoryShareOption = None,
+    sandbox: Annotated[
+        str | None,
+        typer.Option(
+            help="Where cells run: process (an isolated worker: no network, no files but the "
+            "inputs, no host processes; see `rlm doctor`) or none (no isolation, trusted code "
+            "only). Default: process."
+        ),
+    ] = None,
+    allow_weaker_sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--allow-weaker-sandbox",
+            help="Run even where some sandbox layers are unavailable (`rlm doctor` lists them).",
+        ),
+    ] = False,
+    worker_memory: Annotated[
+        int | None,
+        typer.Option(
+            help="MiB of memory the worker may use. Default: sized from the inputs and the machine."
+        ),
+    ] = None,
+    redact_secrets: Annotated[
+        bool,
+        typer.Option(
+            "--redact-secrets",
+            help="Mask API keys, private keys and tokens in sub-call prompts before they are sent.",
+        ),
+    ] = False,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -217,6 +245,10 @@ def ask(
         "trace": trace,
         "trace_full": trace_full or None,
         "max_memory_share": max_memory_share,
+        "sandbox": sandbox,
+        "allow_weaker_sandbox": allow_weaker_sandbox or None,
+        "worker_memory_mb": worker_memory,
+        "redact_secrets": redact_secrets or None,
     }
     try:
         overrides["max_file_size"] = parse_size(max_file_size)
