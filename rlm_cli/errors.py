@@ -22,6 +22,15 @@ class ConfigError(RlmError):
     exit_code = 3
 
 
+class SandboxUnavailable(ConfigError):
+    """The process sandbox cannot be fully set up on this system, and a weaker one was not
+    allowed (`--allow-weaker-sandbox`)."""
+
+
+class SandboxError(RlmError):
+    """The REPL worker could not be started or could not load the inputs."""
+
+
 class ProviderAuthError(RlmError):
     """The provider rejected the credentials."""
 
@@ -70,7 +79,7 @@ EXIT_CODES: dict[int, str] = {
     0: "answered",
     1: "unexpected error",
     2: "usage error (bad flags, missing or unreadable input, empty input)",
-    3: "configuration error",
+    3: "configuration error (or a sandbox layer unavailable: see `rlm doctor`)",
     4: "provider authentication failed",
     5: "provider failure after retries",
     6: "stopped by a limit (best-effort answer still printed)",

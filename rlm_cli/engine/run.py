@@ -35,6 +35,7 @@ from rlm_cli.inputs import Inputs, from_value
 from rlm_cli.providers.base import Message, ModelRequest, Provider
 from rlm_cli.providers.catalog import Catalog
 from rlm_cli.sandbox.host import CellResult, QueryRequest, Sandbox
+from rlm_cli.sandbox.policy import make_policy
 
 # Child runs of one batch started at once: each is a worker process of its own.
 CHILD_CONCURRENCY = 4
@@ -134,8 +135,16 @@ class Run:
         self.caller = Caller(
             self.run_id, depth + 1, self.ledger, self._start_child if can_recurse else None
         )
+        policy = make_policy(
+            "none" if self.settings.sandbox == "none" else "process",
+            input_bytes=inputs.total_bytes,
+            cell_timeout=self.settings.cell_timeout,
+            max_iterations=self.settings.max_iterations,
+            memory_mib=self.settings.worker_memory_mb,
+            allow_weaker=self.settings.allow_weaker_sandbox,
+        )
         self.sandbox = Sandbox(
-            inputs, output_limit=self.settings.output_limit, on_query=self._on_query
+            inputs, output_limit=self.settings.output_limit, on_query=self._on_query, policy=policy
         )
         self.messages: list[Message] = []
         self.iterations = 0

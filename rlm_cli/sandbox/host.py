@@ -1,4 +1,11 @@
-"""Host side of the REPL: starts the worker process, runs cells in it, answers its sub-calls."""
+"""Host side of the REPL: starts the worker process, runs cells in it, answers its sub-calls.
+
+The worker runs code a model wrote, so the host treats it as hostile: every frame is checked
+(`frames`), a worker that breaks the protocol is replaced, what it sends is bounded (frame size,
+sub-call prompts held at once, output), and the host never waits on a pipe that one of the
+worker's processes might hold: it watches the worker's exit itself, and its namespace takes
+every process the cells started with it.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +16,40 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from rlm_cli.errors import RlmError
+import rlm_cli
+from rlm_cli.errors import SandboxError, SandboxUnavailable
 from rlm_cli.inputs import Inputs
-from rlm_cli.sandbox import worker as worker_program
-from rlm_cli.sandbox.worker import HEADER, encode_frame
+from rlm_cli.sandbox import frames
+from rlm_cli.sandbox.frames import BadFrame
+from rlm_cli.sandbox.policy import Policy, make_policy
+from rlm_cli.sandbox.worker.protocol import HEADER, MAX_FRAME, Layer, encode_frame
 
 # Only these variables reach the worker: API keys and other secrets must never be visible to
-# model-written code.
-ENV_PASSED = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SYSTEMROOT")
+# model-written code. HOME and TMPDIR point into the worker's private directory.
+ENV_PASSED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT")
 # After SIGINT, how long a timed-out cell gets to unwind before the worker is killed and replaced.
 INTERRUPT_GRACE_S = 0.5
+# Sub-call frames held at once (their bytes, and their number): past either, the host stops
+# reading the worker's frames until replies go out, so a flood waits in the pipe, not in memory.
+INFLIGHT_BYTES = 48 * 1024 * 1024
+INFLIGHT_QUERIES = 1024
+STDERR_KEPT = 4000
 PR_SET_DUMPABLE = 4
+# Run the worker package from wherever rlm_cli is installed, by any interpreter (tests run it as
+# another user with another Python): -I keeps the environment and the user's site out.
+WORKER_MAIN = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "from rlm_cli.sandbox.worker.__main__ import main; main()"
+)
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(rlm_cli.__file__)))
 
 
 @dataclass(frozen=True)
@@ -65,53 +88,66 @@ class WorkerDied(Exception):
     pass
 
 
-class SandboxError(RlmError):
-    """The worker could not be started or could not load the inputs."""
+@dataclass
+class _Process:
+    """One worker process and the host's ends of its pipes."""
+
+    popen: subprocess.Popen[bytes]
+    writer: asyncio.StreamWriter
+    exited: asyncio.Future[int]
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    stderr_tail: bytearray = field(default_factory=bytearray)
+    violation: str | None = None  # why the host stopped it, when it broke the protocol
 
 
 class Sandbox:
-    """One worker process holding `context` and the model's variables for a whole run."""
+    """One worker process holding `context` and the model's variables for a whole run.
 
-    def __init__(self, inputs: Inputs, *, output_limit: int, on_query: QueryHandler) -> None:
+    `python` is the interpreter command (tests run the worker as another user with another
+    Python); `policy` defaults to the process sandbox sized for `inputs`.
+    """
+
+    def __init__(
+        self,
+        inputs: Inputs,
+        *,
+        output_limit: int,
+        on_query: QueryHandler,
+        policy: Policy | None = None,
+        python: list[str] | None = None,
+    ) -> None:
         self._inputs = inputs
         self._output_limit = output_limit
         self._on_query = on_query
-        self._proc: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._workdir = tempfile.mkdtemp(prefix="rlm-sandbox-")
+        self.policy = policy or make_policy(
+            "process", input_bytes=inputs.total_bytes, cell_timeout=120, max_iterations=30
+        )
+        self._python = python or [sys.executable]
+        self._proc: _Process | None = None
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._queries: set[asyncio.Task[None]] = set()
+        self._inflight_bytes = 0
+        self._room = asyncio.Condition()
         self._ready: asyncio.Future[dict[str, Any]] | None = None
-        self._workdir = tempfile.mkdtemp(prefix="rlm-sandbox-")
-        # The worker's stderr (and whatever its cells' children write there) goes to a file, not a
-        # pipe: a child process that outlives the worker must not keep the host waiting on a pipe.
-        self._stderr_path = os.path.join(self._workdir, ".worker-stderr")
         self._cell = 0
+        self._running: int | None = None  # the cell whose result is awaited
         self.meta: dict[str, Any] = {}
+        self.layers: dict[str, Layer] = {}
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+        return self._proc.popen.pid if self._proc else None
 
     async def start(self) -> dict[str, Any]:
-        """Start the worker and wait until it has loaded the inputs; returns the context metadata."""
+        """Start the worker and wait until it has loaded the inputs; returns the context metadata.
+
+        Raises SandboxUnavailable when a layer of the process sandbox is missing (unless the
+        policy allows a weaker one), SandboxError when the worker cannot start or load."""
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
-        env = {key: os.environ[key] for key in ENV_PASSED if key in os.environ}
         hide_environment()
-        with open(self._stderr_path, "wb") as stderr:
-            self._proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-I",
-                "-u",
-                str(worker_program.__file__),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=stderr,
-                env=env,
-                cwd=self._workdir,
-                start_new_session=True,  # Ctrl-C on the terminal reaches the host only
-            )
-        self._reader = asyncio.create_task(self._read_frames(self._proc))
+        self._proc = await self._spawn()
         await self._send(
             {
                 "type": "init",
@@ -123,29 +159,44 @@ class Sandbox:
         try:
             message = await self._ready
         except WorkerDied:
-            raise SandboxError(f"the REPL worker failed to start: {self._stderr_text()}") from None
+            raise SandboxError(f"the REPL worker failed to start: {self._death_detail()}") from None
+        self.layers = message["sandbox"]
+        self._check_layers()
         if message["type"] == "init_error":
             raise SandboxError(f"the REPL worker could not load the inputs: {message['error']}")
         self.meta = message["meta"]
         return self.meta
+
+    def _check_layers(self) -> None:
+        if self.policy.mode == "none" or self.policy.allow_weaker:
+            return
+        missing = [f"{name} ({lay['detail']})" for name, lay in self.layers.items() if not lay["active"]]
+        if missing:
+            raise SandboxUnavailable(
+                f"the sandbox is weaker than required here: {'; '.join(missing)}. "
+                "Run `rlm doctor` for details; pass --allow-weaker-sandbox to run anyway"
+            )
 
     async def execute(self, code: str, timeout: float) -> CellResult:
         """Run one cell. A cell past `timeout` is interrupted; a dead or stuck worker is replaced."""
         try:
             return await self._execute(code, timeout)
         finally:
+            self._running = None
             self._cancel_queries()
 
     async def _execute(self, code: str, timeout: float) -> CellResult:
-        if self._proc is None or self._proc.returncode is not None:
+        if self._proc is None or self._proc.exited.done():
             await self._restart()
         self._cell += 1
         cell_id = self._cell
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[cell_id] = future
+        self._running = cell_id
         started = time.monotonic()
         try:
-            await self._send({"type": "exec", "id": cell_id, "code": code})
+            frame = {"type": "exec", "id": cell_id, "code": code}
+            await self._send({**frame, "cpu_seconds": self.policy.cpu_per_cell})
             message = await asyncio.wait_for(asyncio.shield(future), timeout)
             return self._result(message, started)
         except TimeoutError:
@@ -157,9 +208,8 @@ class Sandbox:
         try:
             message = await asyncio.wait_for(asyncio.shield(future), INTERRUPT_GRACE_S)
         except (TimeoutError, WorkerDied):
-            return await self._replace(
-                started, f"The cell ran past the {timeout:g} s time limit and did not stop."
-            )
+            why = f"The cell ran past the {timeout:g} s time limit and did not stop."
+            return await self._replace(started, why, timed_out=True)
         result = self._result(message, started)
         note = f"\n[The cell was stopped: it ran past the {timeout:g} s time limit.]"
         return CellResult(
@@ -176,11 +226,74 @@ class Sandbox:
         await self._stop_process()
         shutil.rmtree(self._workdir, ignore_errors=True)
 
-    # ----- internals -----
+    # ----- the worker process -----
+
+    async def _spawn(self) -> _Process:
+        loop = asyncio.get_running_loop()
+        env = {key: os.environ[key] for key in ENV_PASSED if key in os.environ}
+        # One malloc arena per thread would reserve 64 MiB of address space each, against the
+        # worker's address-space limit; two are plenty for a REPL.
+        env.update(HOME=self._workdir, TMPDIR=self._workdir, MALLOC_ARENA_MAX="2")
+        command = [*self._python, "-I", "-B", "-u", "-c", WORKER_MAIN, PACKAGE_ROOT]
+        try:
+            popen = subprocess.Popen(
+                [*command, json.dumps({**self.policy.wire(), "tmp_dir": self._workdir})],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                cwd=self._workdir,
+                start_new_session=True,  # no controlling terminal; Ctrl-C reaches the host only
+            )
+        except OSError as exc:
+            raise SandboxError(f"cannot start the REPL worker {command[0]}: {exc}") from None
+        assert popen.stdin and popen.stdout and popen.stderr
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), popen.stdout)
+        transport, protocol = await loop.connect_write_pipe(
+            asyncio.streams.FlowControlMixin, popen.stdin
+        )
+        writer = asyncio.StreamWriter(transport, protocol, None, loop)
+        proc = _Process(popen, writer, _watch_exit(popen))
+        errors = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(errors), popen.stderr)
+        proc.tasks += [
+            asyncio.create_task(self._read_frames(proc, reader)),
+            asyncio.create_task(_keep_tail(errors, proc.stderr_tail)),
+        ]
+        return proc
+
+    async def _stop_process(self) -> None:
+        proc, self._proc = self._proc, None
+        self._cancel_queries()
+        if proc is None:
+            return
+        _kill(proc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(proc.exited), 5)
+        # Whatever still holds the other ends of the pipes, the host lets go of its own.
+        proc.writer.close()
+        for task in proc.tasks:
+            task.cancel()
+        for task in proc.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _restart(self) -> None:
+        await self._stop_process()
+        await self.start()
+
+    def _signal(self, signum: int) -> None:
+        """To the worker's process group: the worker and the processes its cells started."""
+        if self._proc is not None and not self._proc.exited.done():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._proc.popen.pid, signum)
+
+    # ----- results -----
 
     def _result(self, message: dict[str, Any], started: float) -> CellResult:
         return CellResult(
-            output=message["output"],
+            output=_cap(message["output"], self._output_limit),
             output_chars=message["output_chars"],
             error=message["error"],
             final=message["final"],
@@ -188,7 +301,7 @@ class Sandbox:
             elapsed_s=time.monotonic() - started,
         )
 
-    async def _replace(self, started: float, why: str) -> CellResult:
+    async def _replace(self, started: float, why: str, *, timed_out: bool = False) -> CellResult:
         await self._restart()
         output = (
             f"{why} The REPL worker was restarted: `context` is loaded again, but every variable "
@@ -201,89 +314,54 @@ class Sandbox:
             final=None,
             final_source=None,
             elapsed_s=time.monotonic() - started,
-            timed_out="time limit" in why,
+            timed_out=timed_out,
             restarted=True,
         )
 
-    async def _restart(self) -> None:
-        await self._stop_process()
-        await self.start()
-
     async def _death_note(self) -> str:
+        proc = self._proc
+        if proc is not None and proc.violation:
+            return f"The REPL worker broke the protocol ({proc.violation}) and was stopped."
         code = None
-        if self._proc is not None:
+        if proc is not None:
             with contextlib.suppress(TimeoutError):  # its pipe closed; it is exiting, if not gone
-                code = await asyncio.wait_for(self._proc.wait(), 2)
-        tail = self._stderr_text()
-        detail = f" Its last words: {tail}" if tail else ""
-        return f"The REPL worker process died (exit code {code}) while running the cell.{detail}"
+                code = await asyncio.wait_for(asyncio.shield(proc.exited), 2)
+        detail = self._death_detail()
+        last_words = f" Its last words: {detail}" if detail else ""
+        return f"The REPL worker process died (exit code {code}) while running the cell.{last_words}"
 
-    def _stderr_text(self) -> str:
-        try:
-            with open(self._stderr_path, "rb") as stderr:
-                stderr.seek(max(os.path.getsize(self._stderr_path) - 2000, 0))
-                return stderr.read().decode("utf-8", "replace").strip()[-500:]
-        except OSError:
-            return ""
-
-    def _signal(self, signum: int) -> None:
-        if self._proc is not None and self._proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._proc.pid, signum)
-
-    async def _stop_process(self) -> None:
-        proc, self._proc = self._proc, None
-        self._cancel_queries()
+    def _death_detail(self) -> str:
+        proc = self._proc
         if proc is None:
-            return
-        # The worker runs in its own session: kill the whole group, so that children of cells die
-        # too, even when the worker itself has already exited.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            await proc.wait()
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            return ""
+        if proc.violation:
+            return f"it broke the protocol ({proc.violation})"
+        return bytes(proc.stderr_tail).decode("utf-8", "replace").strip()[-500:]
 
-    def _cancel_queries(self) -> None:
-        """Sub-calls still running when their cell is over (left by a timed-out cell or a thread
-        it started) would only hold concurrency slots the next cell needs."""
-        for task in list(self._queries):
-            task.cancel()
+    # ----- frames -----
 
     async def _send(self, message: dict[str, Any]) -> None:
         proc = self._proc
-        if proc is None or proc.stdin is None or proc.returncode is not None:
+        if proc is None or proc.exited.done() or proc.writer.is_closing():
             raise WorkerDied
-        proc.stdin.write(encode_frame(message, keep_surrogates=True))
-        await proc.stdin.drain()
+        proc.writer.write(encode_frame(message, keep_surrogates=True))
+        await proc.writer.drain()
 
-    async def _read_frames(self, proc: asyncio.subprocess.Process) -> None:
-        assert proc.stdout is not None
+    async def _read_frames(self, proc: _Process, reader: asyncio.StreamReader) -> None:
         try:
             while True:
-                header = await proc.stdout.readexactly(HEADER.size)
-                body = await proc.stdout.readexactly(HEADER.unpack(header)[0])
-                message = json.loads(body)
-                kind = message["type"]
-                if kind == "query":
-                    task = asyncio.create_task(self._answer(proc, message))
-                    self._queries.add(task)
-                    task.add_done_callback(self._queries.discard)
-                elif kind == "result":
-                    future = self._waiting.pop(message["id"], None)
-                    if future is not None and not future.done():
-                        future.set_result(message)
-                elif self._ready is not None and not self._ready.done():
-                    self._ready.set_result(message)
+                header = await reader.readexactly(HEADER.size)
+                size = HEADER.unpack(header)[0]
+                if size > MAX_FRAME:
+                    raise BadFrame(f"a frame of {size:,} bytes; the limit is {MAX_FRAME:,}")
+                body = await reader.readexactly(size)
+                await self._dispatch(proc, frames.parse(body), size)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
-        except (ValueError, KeyError, TypeError):
-            # A garbled frame (a cell wrote to the protocol pipe): this worker can't be trusted.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+        except BadFrame as bad:
+            # A cell forged a frame or wrote to the protocol pipe: this worker can't be trusted.
+            proc.violation = str(bad)
+            _kill(proc)
         finally:
             pending = [*self._waiting.values(), self._ready]
             self._waiting.clear()
@@ -292,34 +370,125 @@ class Sandbox:
                     future.set_exception(WorkerDied())
                     future.exception()  # mark retrieved: nobody may be waiting any more
 
-    async def _answer(self, proc: asyncio.subprocess.Process, message: dict[str, Any]) -> None:
-        request = QueryRequest(
-            prompts=message["prompts"],
-            model=message.get("model"),
-            batched=bool(message.get("batched")),
-            cell=self._cell,
-            kind=message.get("kind", "llm"),
-            contexts=message.get("contexts"),
-        )
-        reply: dict[str, Any] = {"type": "reply", "id": message["id"]}
+    async def _dispatch(self, proc: _Process, message: dict[str, Any], size: int) -> None:
+        kind = message["type"]
+        if kind == "query":
+            request = frames.query(message)
+            await self._make_room(size)
+            self._inflight_bytes += size
+            task = asyncio.create_task(self._answer(proc, request, size))
+            self._queries.add(task)
+        elif kind == "result":
+            checked = frames.result(message, self._running)
+            future = self._waiting.pop(checked["id"], None)
+            if future is not None and not future.done():
+                future.set_result(dict(checked))
+        elif kind in ("ready", "init_error") and self._ready is not None and not self._ready.done():
+            check = frames.ready if kind == "ready" else frames.init_error
+            self._ready.set_result(dict(check(message)))
+        else:
+            raise BadFrame(f"an unexpected {kind[:40]!r} frame")
+
+    async def _make_room(self, size: int) -> None:
+        async with self._room:
+            await self._room.wait_for(
+                lambda: not self._queries
+                or (
+                    self._inflight_bytes + size <= INFLIGHT_BYTES
+                    and len(self._queries) < INFLIGHT_QUERIES
+                )
+            )
+
+    async def _answer(self, proc: _Process, message: Any, size: int) -> None:
         try:
-            reply["results"] = await self._on_query(request)
-        except QueryRefused as refused:
-            reply["error"] = str(refused)
-        except Exception as exc:  # a bug behind the handler must fail the call, not hang the cell
-            error = f"Error: llm_query failed: {type(exc).__name__}: {exc}"
-            reply["results"] = [error] * len(request.prompts)
-        if proc is self._proc:  # a replaced worker's query ids mean nothing to its successor
-            with contextlib.suppress(WorkerDied, ConnectionError):
-                await self._send(reply)
+            request = QueryRequest(
+                prompts=message["prompts"],
+                model=message["model"],
+                batched=message["batched"],
+                cell=self._cell,
+                kind=message["kind"],
+                contexts=message["contexts"],
+            )
+            reply: dict[str, Any] = {"type": "reply", "id": message["id"]}
+            try:
+                reply["results"] = await self._on_query(request)
+            except QueryRefused as refused:
+                reply["error"] = str(refused)
+            except Exception as exc:  # a bug behind the handler must fail the call, not hang it
+                error = f"Error: llm_query failed: {type(exc).__name__}: {exc}"
+                reply["results"] = [error] * len(request.prompts)
+            del request, message
+            if proc is self._proc:  # a replaced worker's query ids mean nothing to its successor
+                with contextlib.suppress(WorkerDied, ConnectionError):
+                    await self._send(reply)
+        finally:
+            self._queries.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._inflight_bytes -= size
+            async with self._room:
+                self._room.notify_all()
+
+    def _cancel_queries(self) -> None:
+        """Sub-calls still running when their cell is over (left by a timed-out cell or a thread
+        it started) would only hold concurrency slots the next cell needs."""
+        for task in list(self._queries):
+            task.cancel()
+
+
+def _watch_exit(popen: subprocess.Popen[bytes]) -> asyncio.Future[int]:
+    """A future for the process's exit, whoever still holds its pipes (a pidfd on Linux)."""
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[int] = loop.create_future()
+    try:
+        pidfd = os.pidfd_open(popen.pid)
+    except (AttributeError, OSError):
+        waiting = loop.run_in_executor(None, popen.wait)
+        waiting.add_done_callback(lambda done: exited.done() or exited.set_result(done.result()))
+        return exited
+
+    def on_exit() -> None:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        if not exited.done():
+            exited.set_result(popen.wait())
+
+    loop.add_reader(pidfd, on_exit)
+    return exited
+
+
+def _kill(proc: _Process) -> None:
+    """SIGKILL the worker's process group. In the process sandbox the launcher's death also
+    ends the worker's PID namespace, and every process in it, wherever their group."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.popen.pid, signal.SIGKILL)
+
+
+async def _keep_tail(stream: asyncio.StreamReader, tail: bytearray) -> None:
+    """Read the worker's stderr as it comes, keeping only its end (for the death note)."""
+    while chunk := await stream.read(65536):
+        tail += chunk
+        del tail[:-STDERR_KEPT]
+
+
+def _cap(text: str, limit: int) -> str:
+    """The worker caps its output; a forged result frame is capped here again."""
+    if len(text) <= limit + 200:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n... [output cut by the host] ...\n{text[-half:]}"
+
+
+_hidden = False
 
 
 def hide_environment() -> None:
     """Make this process's /proc entries (environ, mem) unreadable to other processes of the same
-    user, so cell code cannot read the API keys from /proc/<host pid>/environ. Linux only; a
-    process running as root can still read them (see docs/ARCHITECTURE.md)."""
-    if not sys.platform.startswith("linux"):
+    user: a worker outside the process sandbox (`--sandbox none`) could otherwise read the API
+    keys from /proc/<host pid>/environ. Linux only; root can still read them, which is one of the
+    things the process sandbox's namespaces stop."""
+    global _hidden
+    if _hidden or not sys.platform.startswith("linux"):
         return
+    _hidden = True
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)

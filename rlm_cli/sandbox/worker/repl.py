@@ -1,8 +1,4 @@
-"""The REPL worker: runs inside the sandbox process and holds `context` and the model's variables.
-
-Standard library only, and never imports the rest of rlm_cli: it must start fast and see nothing of
-the host (no keys, no settings). The host starts it as `python -I worker.py`, then speaks
-length-prefixed JSON frames over the worker's stdin/stdout (see `protocol` in docs/ARCHITECTURE.md).
+"""The REPL: runs cells one at a time in a namespace holding `context` and the scaffold.
 
 Threads: the main thread runs cells one at a time; a reader thread receives frames, queues `exec`
 commands for the main thread and hands sub-call replies to whichever thread is waiting for them, so
@@ -12,47 +8,28 @@ cells may have many `llm_query` calls in flight (from user threads, or one `llm_
 from __future__ import annotations
 
 import ast
-import codecs
-import contextlib
 import json
 import linecache
 import os
 import queue
-import signal
-import struct
+import resource
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
 from typing import Any
 
-HEADER = struct.Struct(">I")
-SCAFFOLD = (
-    "context",
-    "llm_query",
-    "llm_query_batched",
-    "rlm_query",
-    "rlm_query_batched",
-    "FINAL",
-    "FINAL_VAR",
-    "SHOW_VARS",
+from rlm_cli.sandbox.worker import confine
+from rlm_cli.sandbox.worker.load import describe, load_sources
+from rlm_cli.sandbox.worker.protocol import (
+    FINAL_LIMIT,
+    HEADER,
+    MAX_FRAME,
+    PROMPT_LIMIT,
+    QUERY_FRAME_CHARS,
+    SCAFFOLD,
+    encode_frame,
 )
-
-
-def encode_frame(message: dict[str, Any], *, keep_surrogates: bool = False) -> bytes:
-    """One frame: a 4-byte big-endian length, then that many bytes of UTF-8 JSON.
-
-    Lone surrogates (from bytes decoded with surrogateescape) become "?" by default: downstream,
-    every writer (stdout, the trace, a provider's HTTP body) needs valid UTF-8. The host keeps
-    them (escaped as \\udcXX), because a file name that is not UTF-8 must reach open() intact.
-    """
-    if keep_surrogates:
-        body = json.dumps(message).encode("ascii")
-    else:
-        body = json.dumps(message, ensure_ascii=False).encode("utf-8", "replace")
-    return HEADER.pack(len(body)) + body
-
 
 class Connection:
     """Blocking frame I/O over the two protocol file descriptors; sends are thread-safe."""
@@ -76,7 +53,10 @@ class Connection:
         header = self._read_exactly(HEADER.size)
         if header is None:
             return None
-        body = self._read_exactly(HEADER.unpack(header)[0])
+        size = HEADER.unpack(header)[0]
+        if size > MAX_FRAME:
+            return None
+        body = self._read_exactly(size)
         if body is None:
             return None
         message: dict[str, Any] = json.loads(body)
@@ -147,8 +127,10 @@ class CappedOutput:
 
 
 class Worker:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, policy: dict[str, Any], isolation: dict[str, Any]) -> None:
         self.conn = conn
+        self.policy = policy
+        self.isolation = isolation  # the namespaces layer, from confine.isolate
         self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
         self.output_limit = 20_000
         self.commands: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -188,34 +170,55 @@ class Worker:
         kind: str = "llm",
         contexts: list[Any] | None = None,
     ) -> list[str]:
-        event = threading.Event()
-        slot: list[Any] = []
+        """Send the prompts (in frames of at most QUERY_FRAME_CHARS) and wait for every reply."""
+        for prompt in prompts:
+            if len(prompt) > PROMPT_LIMIT:
+                raise ValueError(
+                    f"a prompt of {len(prompt):,} characters is over the {PROMPT_LIMIT:,} that "
+                    "one sub-call may carry; send smaller chunks"
+                )
+        groups: list[tuple[int, int]] = []
+        begin, chars = 0, 0
+        for index, prompt in enumerate(prompts):
+            if index > begin and chars + len(prompt) > QUERY_FRAME_CHARS:
+                groups.append((begin, index))
+                begin, chars = index, 0
+            chars += len(prompt)
+        groups.append((begin, len(prompts)))
+        waits: list[tuple[int, threading.Event, list[Any]]] = []
         with self.pending_lock:
-            self.next_query_id += 1
-            query_id = self.next_query_id
-            self.pending[query_id] = (event, slot)
+            for _ in groups:
+                self.next_query_id += 1
+                event, slot = threading.Event(), []
+                waits.append((self.next_query_id, event, slot))
+                self.pending[self.next_query_id] = (event, slot)
         try:
-            self.conn.send(
-                {
-                    "type": "query",
-                    "id": query_id,
-                    "prompts": prompts,
-                    "model": model,
-                    "batched": batched,
-                    "kind": kind,
-                    "contexts": contexts,
-                }
-            )
-            event.wait()
+            for (query_id, _, _), (a, b) in zip(waits, groups, strict=True):
+                self.conn.send(
+                    {
+                        "type": "query",
+                        "id": query_id,
+                        "prompts": prompts[a:b],
+                        "model": model,
+                        "batched": batched,
+                        "kind": kind,
+                        "contexts": None if contexts is None else contexts[a:b],
+                    }
+                )
+            for _, event, _ in waits:
+                event.wait()
         finally:
             with self.pending_lock:
-                self.pending.pop(query_id, None)
-        if not slot:
-            raise RuntimeError("the host has gone away; no sub-calls can be made")
-        reply: dict[str, Any] = slot[0]
-        if reply.get("error"):
-            raise RuntimeError(reply["error"])  # refused before anything was spent (budgets)
-        results: list[str] = reply["results"]
+                for query_id, _, _ in waits:
+                    self.pending.pop(query_id, None)
+        results: list[str] = []
+        for _, _, slot in waits:
+            if not slot:
+                raise RuntimeError("the host has gone away; no sub-calls can be made")
+            reply: dict[str, Any] = slot[0]
+            if reply.get("error"):
+                raise RuntimeError(reply["error"])  # refused before anything was spent (budgets)
+            results.extend(reply["results"])
         return results
 
     def build_scaffold(self) -> None:
@@ -302,7 +305,8 @@ class Worker:
 
     # ----- running cells -----
 
-    def run_cell(self, cell_id: int, code: str) -> dict[str, Any]:
+    def run_cell(self, cell_id: int, code: str, cpu_seconds: float) -> dict[str, Any]:
+        _arm_cpu_limit(cpu_seconds)
         out = CappedOutput(self.output_limit)
         filename = f"<cell {cell_id}>"
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
@@ -342,14 +346,22 @@ class Worker:
         answer = self.namespace.get("answer")
         if self.final_source is None and isinstance(answer, dict) and answer.get("ready"):
             self.final, self.final_source = answer.get("content"), "answer"
+        final = None if self.final_source is None else _as_answer(self.final)
+        output = out.getvalue()
+        if final is not None and len(final) > FINAL_LIMIT:
+            output += (
+                f"\nValueError: the answer has {len(final):,} characters; at most "
+                f"{FINAL_LIMIT:,} can be returned. Return a shorter answer or a summary."
+            )
+            final, self.final_source, error = None, None, True
         result = {
             "type": "result",
             "id": cell_id,
-            "output": out.getvalue(),
+            "output": output,
             "output_chars": out.total,
             "error": error,
             "interrupted": interrupted,
-            "final": None if self.final_source is None else _as_answer(self.final),
+            "final": final,
             "final_source": self.final_source,
         }
         self.final, self.final_source = None, None
@@ -380,199 +392,44 @@ class Worker:
         if init is None:
             return
         self.output_limit = int(init.get("output_limit", self.output_limit))
+        sources = init["sources"]
+        if self.policy.get("mode") == "none":
+            sandbox = confine.off("sandbox none: cells run with your user's full access")
+        else:
+            readable = [source["path"] for source in sources]
+            sandbox = {**self.isolation, **confine.restrict(self.policy, readable)}
         try:
-            meta = self.load_context(init["sources"], init.get("shape", "str"))
+            meta = self.load_context(sources, init.get("shape", "str"))
         except (OSError, ValueError) as exc:
-            self.conn.send({"type": "init_error", "error": f"{type(exc).__name__}: {exc}"})
+            error = f"{type(exc).__name__}: {exc}"
+            self.conn.send({"type": "init_error", "error": error, "sandbox": sandbox})
             return
         self.build_scaffold()
-        self.conn.send({"type": "ready", "meta": meta})
+        self.conn.send({"type": "ready", "meta": meta, "sandbox": sandbox})
         threading.Thread(target=self.read_frames, name="rlm-frames", daemon=True).start()
         while True:
             command = self.commands.get()
-            if command is None or command["type"] == "shutdown":
+            if command is None:
                 return
             if command["type"] == "exec":
-                self.conn.send(self.run_cell(command["id"], command["code"]))
+                cpu = float(command.get("cpu_seconds", 0))
+                self.conn.send(self.run_cell(command["id"], command["code"], cpu))
 
 
-def describe(
-    context: Any,
-    sources: list[dict[str, Any]] | None = None,
-    invalid: dict[str, int] | None = None,
-) -> dict[str, Any]:
-    """What the root model may know about `context`: its shape and sizes, never its content.
-
-    From the sources: the format of structured files (csv, tsv, json, jsonl) with their header or
-    first record, the host's token estimate, and how many invalid bytes were replaced.
-    """
-    meta: dict[str, Any] = {"type": type(context).__name__}
-    if isinstance(context, str):
-        meta["chars"] = len(context)
-        meta["lines"] = context.count("\n") + (0 if context.endswith("\n") or not context else 1)
-    elif isinstance(context, dict):
-        sizes = [
-            (str(k), len(v) if isinstance(v, str) else len(json.dumps(v)))
-            for k, v in context.items()
-        ]
-        meta["chars"] = sum(size for _, size in sizes)
-        meta["entries"] = len(sizes)
-        meta["files"] = sizes[:1000]
-    else:
-        meta["chars"] = len(json.dumps(context, ensure_ascii=False))
-        if isinstance(context, list):
-            meta["entries"] = len(context)
-    sources = sources or []
-    formats = {
-        source["name"]: {"kind": source["kind"], "preview": source.get("preview") or ""}
-        for source in sources
-        if source.get("kind")
-    }
-    if formats:
-        meta["formats"] = dict(list(formats.items())[:FORMATS_SHOWN])
-    if invalid:
-        meta["invalid_bytes"] = dict(list(invalid.items())[:FORMATS_SHOWN])
-        meta["invalid_bytes_total"] = sum(invalid.values())
-    if sources and all(source.get("tokens") is not None for source in sources):
-        meta["estimated_tokens"] = sum(int(source["tokens"]) for source in sources)
-    return meta
-
-
-# ----- loading sources (stdlib only; the host's rlm_cli.inputs decided what and how) -----
-
-FORMATS_SHOWN = 100
-_REPLACED = "rlm-worker-count-invalid"  # a name of its own: the host imports this module
-_replaced = [0]
-
-
-def _count_replaced(exc: UnicodeError) -> tuple[str, int]:
-    """errors="replace" that also counts the bytes it replaced. Only called at invalid bytes: the
-    decoders' fast paths for valid text are unaffected."""
-    if not isinstance(exc, UnicodeDecodeError):
-        raise exc
-    _replaced[0] += exc.end - exc.start
-    return "\ufffd", exc.end
-
-
-codecs.register_error(_REPLACED, _count_replaced)
-
-
-def load_sources(sources: list[dict[str, Any]]) -> tuple[list[Any], dict[str, int]]:
-    """Each source's value, in order, and the invalid bytes replaced in each (where any were).
-
-    Memory: one file's bytes and its text exist together only while it is decoded, and the
-    bytes are freed at once, so loading peaks near 2x the largest file (for ASCII text) plus
-    the texts already loaded. Archives are opened once each; a tar is read in one pass.
-    """
-    values: list[Any] = [None] * len(sources)
-    invalid: dict[str, int] = {}
-    by_archive: dict[tuple[str, str], list[int]] = {}
-    for index, source in enumerate(sources):
-        if source.get("archive"):
-            by_archive.setdefault((source["archive"], source["path"]), []).append(index)
-            continue
-        with _naming(source["path"]):
-            values[index] = _load_file(source, invalid)
-    for (kind, path), indexes in by_archive.items():
-        with _naming(path):
-            loaded = _load_archive(kind, path, [sources[i] for i in indexes], invalid)
-        for index, value in zip(indexes, loaded, strict=True):
-            values[index] = value
-    return values, invalid
-
-
-@contextlib.contextmanager
-def _naming(path: str) -> Iterator[None]:
-    """Turn whatever reading a source raises into one line naming it (sent as `init_error`)."""
+def _arm_cpu_limit(seconds: float) -> None:
+    """This cell may use `seconds` of CPU more than the worker has used so far (SIGXCPU past
+    it), within the hard limit set at start-up."""
+    if seconds <= 0:
+        return
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    want = int(usage.ru_utime + usage.ru_stime + seconds) + 1
+    if hard != resource.RLIM_INFINITY:
+        want = min(want, hard)
     try:
-        yield
-    except MemoryError:
-        raise ValueError(
-            f"{path}: not enough memory to load it; narrow the inputs with --include/--exclude"
-        ) from None
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    except Exception as exc:  # zipfile.BadZipFile, tarfile.TarError, lzma.LZMAError, EOFError...
-        raise ValueError(f"{path}: cannot load it ({type(exc).__name__}: {exc})") from None
-
-
-def _load_file(source: dict[str, Any], invalid: dict[str, int]) -> Any:
-    path = source["path"]
-    if source.get("format") == "json":
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    compression = source.get("compression")
-    if compression:
-        with _open_compressed(path, compression) as stream:
-            data = stream.read()
-        return _decode(data, source, invalid)
-    # Unbuffered, past the BOM, in one read: FileIO sizes its buffer from fstat, so the bytes
-    # are allocated once and never copied; decoding them is the only other pass.
-    with open(path, "rb", buffering=0) as handle:
-        if source.get("bom"):
-            handle.seek(int(source["bom"]))
-        data = handle.read()
-    return _decode(data, {**source, "bom": 0}, invalid)
-
-
-def _open_compressed(path: str, kind: str) -> Any:
-    if kind == "gzip":
-        import gzip
-
-        return gzip.open(path, "rb")
-    if kind == "bz2":
-        import bz2
-
-        return bz2.open(path, "rb")
-    if kind == "xz":
-        import lzma
-
-        return lzma.open(path, "rb")
-    raise ValueError(f"unknown compression {kind!r}")
-
-
-def _load_archive(
-    kind: str, path: str, members: list[dict[str, Any]], invalid: dict[str, int]
-) -> list[str]:
-    if kind == "zip":
-        import zipfile
-
-        with zipfile.ZipFile(path) as archive:
-            return [_decode(archive.read(m["member"]), m, invalid) for m in members]
-    if kind != "tar":
-        raise ValueError(f"unknown archive kind {kind!r}")
-    import tarfile
-
-    wanted = {m["member"]: m for m in members}
-    texts: dict[str, str] = {}
-    # One streaming pass, in archive order: a compressed tar cannot seek backwards cheaply.
-    with tarfile.open(path, mode="r|*") as archive:
-        for info in archive:
-            member = wanted.get(info.name)
-            if member is None or info.name in texts or not info.isfile():
-                continue
-            stream = archive.extractfile(info)
-            if stream is not None:
-                texts[info.name] = _decode(stream.read(), member, invalid)
-            if len(texts) == len(wanted):
-                break
-    missing = [name for name in wanted if name not in texts]
-    if missing:
-        raise ValueError(f"no member {missing[0]!r} in the archive")
-    return [texts[m["member"]] for m in members]
-
-
-def _decode(data: bytes, source: dict[str, Any], invalid: dict[str, int]) -> str:
-    encoding = source.get("encoding", "utf-8")
-    bom = int(source.get("bom") or 0)
-    _replaced[0] = 0
-    if bom:
-        text = str(memoryview(data)[bom:], encoding, _REPLACED)  # no copy of the bytes
-    else:
-        text = data.decode(encoding, _REPLACED)
-    if _replaced[0]:
-        invalid[source["name"]] = _replaced[0]
-    return text
+        resource.setrlimit(resource.RLIMIT_CPU, (want, hard))
+    except (ValueError, OSError):
+        pass
 
 
 def _portable(value: Any) -> Any:
@@ -593,25 +450,3 @@ def _as_answer(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def main() -> None:
-    # The protocol keeps the original stdin/stdout pipes; fd 0 and 1 are pointed elsewhere so that
-    # stray writes (os.system, C extensions) cannot corrupt the frames.
-    conn = Connection(os.dup(0), os.dup(1))
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
-    os.dup2(2, 1)
-    sys.stdin = open(os.devnull)  # noqa: SIM115 - lives as long as the process
-    worker = Worker(conn)
-
-    def on_sigint(signum: int, frame: object) -> None:
-        # The host sends SIGINT to stop a cell that ran past its timeout; between cells it is moot.
-        if worker.in_cell:
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, on_sigint)
-    worker.serve()
-
-
-if __name__ == "__main__":
-    main()

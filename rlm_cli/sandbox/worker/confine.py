@@ -1,0 +1,461 @@
+"""Confinement of the worker (Linux): namespaces, Landlock, seccomp, capabilities and limits.
+
+Model-written code runs in this process, and the model reads the user's inputs, so a cell is
+treated as an attack. Two steps, both run before any cell:
+
+`isolate(policy)`, first thing at start-up while the process is still single-threaded:
+  - new user, PID, mount, IPC, UTS and network namespaces (one `unshare`). The host-visible
+    process (the "launcher") then forks PID 1 of the new PID namespace, and PID 1 forks the
+    worker proper. Only the worker runs cells; the launcher and PID 1 run nothing but this file.
+    When the worker exits, PID 1 exits, and the kernel kills every process left in the namespace;
+    when the host kills the launcher, PID 1 dies of its parent-death signal, with the same effect.
+    Cells see no host process, and only a loopback interface that is down.
+  - in the mount namespace, PID 1 mounts a private /proc and a size-capped tmpfs on the worker's
+    temporary directory (its cwd, HOME and TMPDIR), which only the worker sees.
+
+`restrict(policy, readable)`, once the `init` frame has named the inputs:
+  - rlimits: address space, CPU seconds, processes, file size, open files, no core dumps;
+  - no_new_privs, then every capability dropped (bounding set, ambient, effective, permitted);
+  - Landlock: read the inputs, the Python installation, system libraries and the private /proc;
+    read and write only the temporary directory; no TCP bind or connect; no signals to, and no
+    abstract sockets of, processes outside the sandbox;
+  - seccomp: no sockets but IP (no Unix-socket connections to host services), no TIOCSTI,
+    no io_uring, ptrace, keyrings, bpf, perf events or new namespaces.
+
+Each step reports one `Layer` per name in LAYERS: active, or not and why. Standard library only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+import resource
+import signal
+import stat
+import struct
+import sys
+from typing import Any
+
+from rlm_cli.sandbox.worker.protocol import LAYERS, Layer
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_NEWCGROUP = 0x02000000
+NAMESPACES = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET
+
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 0x4000, 1 << 18
+
+PR_SET_PDEATHSIG = 1
+PR_SET_SECCOMP = 22
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+SECCOMP_MODE_FILTER = 2
+
+_libc: Any = None
+
+
+def _c() -> Any:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def _check(result: int, what: str) -> int:
+    if result < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"{what}: {os.strerror(code)}")
+    return result
+
+
+def layer(active: bool, detail: str) -> Layer:
+    return {"active": active, "detail": detail}
+
+
+def off(why: str) -> dict[str, Layer]:
+    return {name: layer(False, why) for name in LAYERS}
+
+
+# ----- step 1: namespaces -----
+
+
+def isolate(policy: dict[str, Any]) -> dict[str, Layer]:
+    """Enter new namespaces; returns (in the worker proper only) the namespaces layer report."""
+    if not sys.platform.startswith("linux"):
+        return {"namespaces": layer(False, f"not available on {sys.platform}")}
+    uid, gid = os.geteuid(), os.getegid()
+    try:
+        _check(_c().unshare(NAMESPACES), "unshare")
+        _write("/proc/self/setgroups", "deny")
+        _write("/proc/self/uid_map", f"0 {uid} 1")
+        _write("/proc/self/gid_map", f"0 {gid} 1")
+    except OSError as exc:
+        return {"namespaces": layer(False, f"cannot create namespaces ({exc})")}
+    alive, held = os.pipe()  # the launcher holds `held` open until it exits
+    pid1 = os.fork()
+    if pid1:
+        os.close(alive)
+        _supervise(pid1)  # the launcher: never returns
+    os.close(held)
+    _c().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    os.set_blocking(alive, False)
+    try:
+        if os.read(alive, 1) == b"":  # end of file: the launcher died before the signal was armed
+            os._exit(1)
+    except BlockingIOError:
+        pass
+    os.close(alive)
+    notes = _mount_private(policy["tmp_dir"], int(policy["tmp_bytes"]))
+    worker = os.fork()
+    if worker:
+        _supervise(worker)  # PID 1: never returns
+    os.chdir(policy["tmp_dir"])  # into the tmpfs mounted over the directory
+    detail = "user, pid, mount, ipc, uts, net; no host processes, loopback down"
+    return {"namespaces": layer(True, "; ".join([detail, *notes]))}
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(text)
+
+
+def _supervise(child: int) -> None:
+    """The launcher and PID 1: hold no protocol pipe, ignore the host's SIGINT (meant for the
+    cell), reap, and exit with the worker's status. PID 1's exit ends the whole namespace."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    code = 1
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        if pid == child:
+            code = os.waitstatus_to_exitcode(status)
+            break
+    os._exit(code if code >= 0 else 128 - code)
+
+
+def _mount_private(tmp_dir: str, tmp_bytes: int) -> list[str]:
+    notes = []
+    libc = _c()
+    _check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
+    if libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None) < 0:
+        notes.append(f"no private /proc ({os.strerror(ctypes.get_errno())}); /proc is denied")
+    options = f"size={tmp_bytes},nr_inodes=65536,mode=700".encode()
+    if libc.mount(b"tmpfs", os.fsencode(tmp_dir), b"tmpfs", MS_NOSUID | MS_NODEV, options) < 0:
+        notes.append(f"no private tmpfs ({os.strerror(ctypes.get_errno())})")
+    return notes
+
+
+def private_proc() -> bool:
+    """True when /proc is this PID namespace's own (PID 1 is our supervisor, not the host's)."""
+    try:
+        with open("/proc/1/cmdline", "rb") as handle:
+            return b"rlm_cli.sandbox.worker" in handle.read()
+    except OSError:
+        return False
+
+
+# ----- step 2: limits, privileges, Landlock, seccomp -----
+
+
+def restrict(policy: dict[str, Any], readable: list[str]) -> dict[str, Layer]:
+    """Everything after the namespaces; `readable` are the input files the worker may read."""
+    report: dict[str, Layer] = {"terminal": _terminal()}  # before Landlock denies /dev/tty
+    report["limits"] = _limits(policy)
+    if not sys.platform.startswith("linux"):
+        for name in ("privileges", "landlock", "seccomp"):
+            report[name] = layer(False, f"not available on {sys.platform}")
+        return report
+    report["privileges"] = _drop_privileges()
+    report["landlock"] = _landlock(policy, readable)
+    report["seccomp"] = _seccomp()
+    return report
+
+
+def _limits(policy: dict[str, Any]) -> Layer:
+    limits = {
+        resource.RLIMIT_AS: int(policy["memory_bytes"]),
+        resource.RLIMIT_NPROC: int(policy["processes"]),
+        resource.RLIMIT_FSIZE: int(policy["tmp_bytes"]),
+        resource.RLIMIT_NOFILE: int(policy["open_files"]),
+        resource.RLIMIT_CORE: 0,
+    }
+    failed = []
+    for which, value in limits.items():
+        try:
+            resource.setrlimit(which, (value, value))
+        except (ValueError, OSError):
+            failed.append(which)
+    # CPU: the hard limit bounds the whole life of every process; each cell re-arms the soft
+    # limit (Worker.run_cell), so a cell that ignores SIGINT is still stopped by SIGXCPU.
+    try:
+        resource.setrlimit(resource.RLIMIT_CPU, (int(policy["cpu_total"]),) * 2)
+    except (ValueError, OSError):
+        failed.append(resource.RLIMIT_CPU)
+    if failed:
+        return layer(False, f"could not set {len(failed)} of 6 limits")
+    mib = int(policy["memory_bytes"]) >> 20
+    return layer(
+        True,
+        f"memory {mib:,} MiB, CPU {policy['cpu_per_cell']:g} s a cell, "
+        f"{policy['processes']} processes, files {int(policy['tmp_bytes']) >> 20:,} MiB",
+    )
+
+
+def _drop_privileges() -> Layer:
+    libc = _c()
+    try:
+        _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+        cap = 0
+        while libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0 or ctypes.get_errno() == errno.EPERM:
+            cap += 1  # EPERM: no CAP_SETPCAP (not in a user namespace); EINVAL: past the last
+            if cap > 63:
+                break
+        libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+        header = struct.pack("Ii", 0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+        data = bytes(24)  # two {effective, permitted, inheritable} words, all zero
+        _check(libc.capset(header, data), "capset")
+    except OSError as exc:
+        return layer(False, str(exc))
+    caps = _status_field("CapEff"), _status_field("CapPrm"), _status_field("CapBnd")
+    if any(value not in (None, "0000000000000000") for value in caps):
+        return layer(False, f"capabilities remain (effective {caps[0]}, bounding {caps[2]})")
+    return layer(True, "no_new_privs; every capability dropped")
+
+
+def _status_field(name: str) -> str | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(name + ":"):
+                    return line.split()[1]
+    except OSError:
+        pass
+    return None
+
+
+# Landlock (linux/landlock.h). The syscall numbers are the same on every architecture.
+SYS_LANDLOCK_CREATE_RULESET, SYS_LANDLOCK_ADD_RULE, SYS_LANDLOCK_RESTRICT_SELF = 444, 445, 446
+FS_EXECUTE, FS_WRITE_FILE, FS_READ_FILE, FS_READ_DIR = 1, 2, 4, 8
+FS_TRUNCATE, FS_IOCTL_DEV = 1 << 14, 1 << 15
+# Rights the kernel knows, by ABI: 1 had bits 0-12, 2 added REFER, 3 TRUNCATE, 5 IOCTL_DEV.
+FS_BY_ABI = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 4: (1 << 15) - 1}
+FS_ALL_LATEST = (1 << 16) - 1
+FILE_RIGHTS = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL_DEV
+NET_BIND_TCP, NET_CONNECT_TCP = 1, 2
+SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL = 1, 2
+
+# Read-only system paths: shared libraries, the loader cache, time zones, programs a cell may
+# run (grep, sort). Nothing here is the user's.
+SYSTEM_READ = (
+    "/usr",
+    "/lib",
+    "/lib64",
+    "/lib32",
+    "/bin",
+    "/sbin",
+    "/etc/ld.so.cache",
+    "/etc/localtime",
+    "/etc/alternatives",
+)
+DEVICES = {"/dev/null": FS_READ_FILE | FS_WRITE_FILE, "/dev/zero": FS_READ_FILE}
+DEVICES.update({"/dev/urandom": FS_READ_FILE, "/dev/random": FS_READ_FILE})
+
+
+def _landlock(policy: dict[str, Any], readable: list[str]) -> Layer:
+    syscall = _c().syscall
+    syscall.restype = ctypes.c_long
+    abi = syscall(SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+    if abi < 0:
+        return layer(False, f"Landlock is not available ({os.strerror(ctypes.get_errno())})")
+    fs = FS_BY_ABI.get(abi, FS_ALL_LATEST)
+    attr = struct.pack(
+        "QQQ",
+        fs,
+        NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0,
+        SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0,
+    )
+    size = 24 if abi >= 6 else 16 if abi >= 4 else 8
+    ruleset = syscall(SYS_LANDLOCK_CREATE_RULESET, attr, ctypes.c_size_t(size), ctypes.c_uint32(0))
+    if ruleset < 0:
+        return layer(False, f"Landlock ruleset refused ({os.strerror(ctypes.get_errno())})")
+    read = FS_READ_FILE | FS_READ_DIR | FS_EXECUTE
+    rules: dict[str, int] = {}
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    for path in (*prefixes, *SYSTEM_READ):
+        rules[path] = read
+    if private_proc():  # the host's /proc would show its processes: never granted
+        rules["/proc"] = FS_READ_FILE | FS_READ_DIR
+    rules.update(DEVICES)
+    for path in readable:
+        rules[path] = rules.get(path, 0) | FS_READ_FILE
+    rules[policy["tmp_dir"]] = fs & ~FS_IOCTL_DEV
+    try:
+        for path, rights in rules.items():
+            _add_rule(syscall, ruleset, path, rights & fs)
+        _check(_c().prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+        _check(syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset, ctypes.c_uint32(0)), "restrict_self")
+    except OSError as exc:
+        return layer(False, f"Landlock could not be applied ({exc})")
+    finally:
+        os.close(ruleset)
+    net = "; no TCP bind or connect" if abi >= 4 else "; TCP not covered (ABI < 4)"
+    scope = "; no signals or abstract sockets outside" if abi >= 6 else ""
+    return layer(True, f"ABI {abi}: read inputs and Python only, write the temp dir{net}{scope}")
+
+
+def _add_rule(syscall: Any, ruleset: int, path: str, rights: int) -> None:
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return  # not on this system (/lib32), or an input gone missing: loading will say so
+    try:
+        if not stat.S_ISDIR(os.fstat(fd).st_mode):
+            rights &= FILE_RIGHTS
+        attr = struct.pack("=Qi", rights, fd)  # struct landlock_path_beneath_attr, packed
+        _check(syscall(SYS_LANDLOCK_ADD_RULE, ruleset, 1, attr, ctypes.c_uint32(0)), path)
+    finally:
+        os.close(fd)
+
+
+# seccomp: a classic BPF program over struct seccomp_data {int nr; u32 arch; u64 ip; u64 args[6]}.
+AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+# Syscall numbers by architecture: (socket, ioctl, clone, blocked...).
+SYSCALLS = {
+    "x86_64": {
+        "socket": 41,
+        "ioctl": 16,
+        "clone": 56,
+        # ptrace, process_vm_readv/writev, keyctl, add_key, request_key, bpf, perf_event_open,
+        # userfaultfd, unshare, setns, mount, umount2, pivot_root, io_uring_*.
+        "blocked": (101, 310, 311, 250, 248, 249, 321, 298, 323, 272, 308, 165, 166, 155),
+    },
+    "aarch64": {
+        "socket": 198,
+        "ioctl": 29,
+        "clone": 220,
+        "blocked": (117, 270, 271, 219, 217, 218, 280, 241, 282, 97, 268, 40, 39, 41),
+    },
+}
+IO_URING = (425, 426, 427)
+CLONE3 = 435
+AF_INET, AF_INET6 = 2, 10
+TIOCSTI, TIOCLINUX = 0x5412, 0x541C
+NEW_NAMESPACES = NAMESPACES | CLONE_NEWCGROUP
+RET_ALLOW, RET_KILL = 0x7FFF0000, 0x80000000
+
+
+def _errno(code: int) -> int:
+    return 0x00050000 | code
+
+
+def _seccomp() -> Layer:
+    machine = platform.machine()
+    if machine not in SYSCALLS:
+        return layer(False, f"no filter for the {machine} architecture")
+    numbers = SYSCALLS[machine]
+    # (opcode, k, jump-if-true label, jump-if-false label); labels resolve to relative offsets.
+    LD, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06
+    program: list[tuple[int, int, str | None, str | None]] = [
+        (LD, 4, None, None),
+        (JEQ, AUDIT_ARCH[machine], None, "kill"),  # another ABI (int 0x80, x32) is refused
+        (LD, 0, None, None),
+    ]
+    if machine == "x86_64":
+        program.append((JGE, 0x40000000, "kill", None))
+    for nr in (*numbers["blocked"], *IO_URING):
+        program.append((JEQ, nr, "eperm", None))
+    program += [
+        (JEQ, CLONE3, "enosys", None),  # libc falls back to clone(), whose flags we can see
+        (JEQ, numbers["socket"], "socket", None),
+        (JEQ, numbers["ioctl"], "ioctl", None),
+        (JEQ, numbers["clone"], "clone", None),
+        (RET, RET_ALLOW, None, None),
+        ("socket", 0, None, None),  # type: ignore[list-item]
+        (LD, 16, None, None),
+        (JEQ, AF_INET, "allow", None),
+        (JEQ, AF_INET6, "allow", "eperm"),
+        ("ioctl", 0, None, None),  # type: ignore[list-item]
+        (LD, 24, None, None),
+        (JEQ, TIOCSTI, "eperm", None),
+        (JEQ, TIOCLINUX, "eperm", "allow"),
+        ("clone", 0, None, None),  # type: ignore[list-item]
+        (LD, 16, None, None),
+        (JSET, NEW_NAMESPACES, "eperm", "allow"),
+        ("allow", 0, None, None),  # type: ignore[list-item]
+        (RET, RET_ALLOW, None, None),
+        ("eperm", 0, None, None),  # type: ignore[list-item]
+        (RET, _errno(errno.EPERM), None, None),
+        ("enosys", 0, None, None),  # type: ignore[list-item]
+        (RET, _errno(errno.ENOSYS), None, None),
+        ("kill", 0, None, None),  # type: ignore[list-item]
+        (RET, RET_KILL, None, None),
+    ]
+    code = _assemble(program)
+    buffer = ctypes.create_string_buffer(code, len(code))
+    fprog = struct.pack("HxxxxxxP", len(code) // 8, ctypes.addressof(buffer))
+    libc = _c()
+    try:
+        _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+        _check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, fprog, 0, 0), "seccomp")
+    except OSError as exc:
+        return layer(False, f"the filter was refused ({exc})")
+    return layer(True, "no Unix or raw sockets, TIOCSTI, io_uring, ptrace, keyrings, bpf")
+
+
+def _assemble(program: list[tuple[Any, int, str | None, str | None]]) -> bytes:
+    """Labels are entries whose opcode is a string; they take no space."""
+    labels: dict[str, int] = {}
+    index = 0
+    for opcode, *_ in program:
+        if isinstance(opcode, str):
+            labels[opcode] = index
+        else:
+            index += 1
+    out = []
+    index = 0
+    for opcode, k, if_true, if_false in program:
+        if isinstance(opcode, str):
+            continue
+        jt = labels[if_true] - index - 1 if if_true else 0
+        jf = labels[if_false] - index - 1 if if_false else 0
+        out.append(struct.pack("HBBI", opcode, jt, jf, k))
+        index += 1
+    return b"".join(out)
+
+
+def _terminal() -> Layer:
+    """The host starts the worker in a new session with pipes and no terminal; check it holds."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(64))
+    ttys = [fd for fd in fds if _isatty(fd)]
+    if ttys:
+        return layer(False, f"file descriptors {ttys} reach a terminal")
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        return layer(True, "no controlling terminal and no descriptor that reaches one")
+    return layer(False, "/dev/tty can be opened")
+
+
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
