@@ -421,5 +421,11 @@ def _print_json(data: dict[str, Any]) -> None:
 
 
 def _print_answer(answer: str) -> None:
+    """The answer on stdout. Into a pipe or file it is written exactly (scripts rely on it); on a
+    terminal it is made safe first, because the model wrote it after reading hostile inputs."""
+    if sys.stdout.isatty():
+        from rlm_cli.ui.safe import terminal_safe
+
+        answer = terminal_safe(answer)
     sys.stdout.write(answer if answer.endswith("\n") else answer + "\n")
     sys.stdout.flush()

@@ -39,6 +39,7 @@ def show(
 
     from rlm_cli.trace.reader import load_trace
     from rlm_cli.ui.model import RunTree
+    from rlm_cli.ui.safe import terminal_safe
     from rlm_cli.ui.tree import render
 
     with errors_exit():
@@ -51,8 +52,8 @@ def show(
             raise UsageError(
                 f"{path}: no iteration {iteration}; the trace has {', '.join(map(str, numbers)) or 'none'}"
             )
-        if not run.question:
-            run.question = trace.question
+        if not run.question:  # the model makes event text safe; this comes from the header
+            run.question = terminal_safe(trace.question)
         last_ts = trace.events[-1].ts if trace.events else None
         console = Console(soft_wrap=False)
         console.print(render(run, expanded=True, only_iteration=iteration, now=last_ts))

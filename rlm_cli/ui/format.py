@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from rlm_cli.ui.safe import terminal_safe
+
 
 def first_line(text: str, width: int = 80) -> str:
-    for line in text.splitlines():
+    """The first non-blank line, cut to `width`. Made terminal-safe before it is cut, so a cut
+    never leaves half an escape sequence, sequences do not use up the width, and a lone CR or
+    form feed is shown (`^M`) rather than taken as a line break."""
+    for line in terminal_safe(text).splitlines():
         line = line.strip()
         if line:
             return line if len(line) <= width else line[: width - 1] + "…"

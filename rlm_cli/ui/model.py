@@ -2,6 +2,10 @@
 
 Both the live view and `rlm trace show` feed events to `RunTree.apply`, so a trace renders
 exactly as the run looked. Nothing here draws; nothing here knows about Rich.
+
+Text from the run (prose, code, outputs, prompts, replies, errors, the answer) is attacker-
+controlled, so it is passed through `terminal_safe` as it comes in: once per event rather than on
+every redraw, and no view can forget it. Ids (run ids) are kept as they are, for routing.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from rlm_cli.events import (
     SubcallFinished,
     SubcallStarted,
 )
+from rlm_cli.ui.safe import terminal_safe
 
 # A batch keeps this many of its slowest and failed items for display; the rest are counted.
 BATCH_SHOWN = 3
@@ -197,11 +202,12 @@ class RunTree:
         elif isinstance(event, IterationStarted):
             self.iterations.append(Iteration(event.iteration, event.last_turn))
         elif isinstance(event, RootTextDelta) and self.iterations:
-            self.iterations[-1].streamed += event.text
+            # A sequence cut between deltas shows its ESC until the whole reply replaces this.
+            self.iterations[-1].streamed += terminal_safe(event.text)
         elif isinstance(event, RootReply) and self.iterations:
             self._root_reply(event)
         elif isinstance(event, CellStarted) and self.iterations:
-            self.iterations[-1].cells.append(Cell(event.cell, event.code))
+            self.iterations[-1].cells.append(Cell(event.cell, terminal_safe(event.code)))
         elif isinstance(event, CellFinished):
             self._cell_finished(event)
         elif isinstance(event, SubcallStarted):
@@ -215,19 +221,24 @@ class RunTree:
             if found is not None:
                 found[1].cached = True
         elif isinstance(event, BudgetWarning):
-            self.warnings.append(f"{event.limit} {event.used:.0%}")
+            self.warnings.append(terminal_safe(f"{event.limit} {event.used:.0%}"))
         elif isinstance(event, FinalAnswer):
-            self.answer, self.answer_source = event.answer, event.source
+            self.answer, self.answer_source = (
+                terminal_safe(event.answer),
+                terminal_safe(event.source),
+            )
         elif isinstance(event, RunFinished):
-            self.status, self.error, self.finished_at = event.status, event.error, event.ts
+            self.status, self.finished_at = terminal_safe(event.status), event.ts
+            self.error = None if event.error is None else terminal_safe(event.error)
             if event.answer is not None:
-                self.answer = event.answer
+                self.answer = terminal_safe(event.answer)
             # Its usage totals include child runs, which count their own: the counters built from
             # each call's event already hold this run's share.
 
     def _start(self, event: RunStarted) -> None:
-        self.run_id, self.question = event.run_id, event.question
-        self.root_model, self.sub_model = event.root_model, event.sub_model
+        self.run_id, self.question = event.run_id, terminal_safe(event.question)
+        self.root_model = terminal_safe(event.root_model)
+        self.sub_model = terminal_safe(event.sub_model)
         self.inputs, self.context_meta, self.settings = (
             event.inputs,
             event.context_meta,
@@ -238,7 +249,7 @@ class RunTree:
     def _root_reply(self, event: RootReply) -> None:
         iteration = self.iterations[-1]
         iteration.reply, iteration.usage, iteration.elapsed_s = (
-            event.text,
+            terminal_safe(event.text),
             event.usage,
             event.elapsed_s,
         )
@@ -264,7 +275,7 @@ class RunTree:
         if cell is None:
             return
         cell.output, cell.output_chars, cell.elapsed_s = (
-            event.output,
+            terminal_safe(event.output),
             event.output_chars,
             event.elapsed_s,
         )
@@ -286,12 +297,13 @@ class RunTree:
             if isinstance(raw, dict)
             else ""
         )
-        call = Subcall(event.subcall_id, event.model, self._kept(prompt), event.ts)
+        model = terminal_safe(event.model)
+        call = Subcall(event.subcall_id, model, self._kept(prompt), event.ts)
         batch = None
         if event.batch_id is not None:
             batch = self._batches.get(event.batch_id)
             if batch is None:
-                batch = Batch(event.batch_id, event.batch_size, event.model, event.ts)
+                batch = Batch(event.batch_id, event.batch_size, model, event.ts)
                 self._batches[event.batch_id] = batch
                 cell.children.append(batch)
             batch.started_count += 1
@@ -305,7 +317,8 @@ class RunTree:
         if found is None:
             return
         _cell, call, batch = found
-        call.reply, call.usage, call.error = self._kept(event.reply), event.usage, event.error
+        call.reply, call.usage = self._kept(event.reply), event.usage
+        call.error = None if event.error is None else terminal_safe(event.error)
         call.elapsed_s = event.elapsed_s
         self.subcalls_in_flight -= 1
         self.subcalls_done += 1
@@ -317,7 +330,7 @@ class RunTree:
                 batch.finished_at = event.ts
 
     def _kept(self, text: str) -> str:
-        return text if self.full_text else text[:PREVIEW_KEPT]
+        return terminal_safe(text if self.full_text else text[:PREVIEW_KEPT])
 
     def _retry(self, event: Retry) -> None:
         if event.purpose == "root" and self.iterations:
@@ -325,7 +338,7 @@ class RunTree:
             return
         in_flight = [call for _, call, _ in self._subcalls.values() if not call.done]
         for call in in_flight:
-            if call.model == event.model:
+            if call.model == terminal_safe(event.model):  # stored made safe
                 call.retries += 1
                 batch = self._subcalls[call.subcall_id][2]
                 if batch is not None:

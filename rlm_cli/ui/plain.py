@@ -19,6 +19,7 @@ from rlm_cli.events import (
     SubcallStarted,
 )
 from rlm_cli.ui.format import first_line, format_tokens, format_usage
+from rlm_cli.ui.safe import terminal_safe
 
 
 class PlainView:
@@ -37,7 +38,8 @@ class PlainView:
         if line is not None:
             depth = self._depths.get(event.run_id, 0)
             prefix = f"{'    ' * depth}[child {event.run_id}] " if depth else ""
-            self._stream.write(f"rlm: {prefix}{line}\n")
+            # Lines quote run text (prose, outputs, errors, model names): made safe as a whole.
+            self._stream.write(f"rlm: {terminal_safe(prefix + line)}\n")
             self._stream.flush()
 
     def close(self) -> None:
@@ -66,11 +68,9 @@ class PlainView:
                 status = "timed out"
             if event.worker_restarted:
                 status += ", worker restarted"
-            tail = (
-                f" · {first_line(event.output.strip().splitlines()[-1])}"
-                if event.error and event.output.strip()
-                else ""
-            )
+            # Safe before it is split: a CR in the output is shown, not taken as a line break.
+            output = terminal_safe(event.output).strip() if event.error else ""
+            tail = f" · {first_line(output.splitlines()[-1])}" if output else ""
             return f"  cell {event.cell} · {status} · {event.elapsed_s:.2f}s · {event.output_chars:,} chars out{tail}"
         if isinstance(event, SubcallStarted):
             if event.batch_id is not None:

@@ -3,6 +3,10 @@
 `render(run, ...)` is a pure function of the `RunTree` model; `LiveTreeView` is the event
 subscriber that keeps a model up to date and lets Rich's refresh thread redraw it about ten times
 a second, so drawing never waits on the run and the run never waits on drawing.
+
+Run text reaches this module already made safe by the model (`terminal_safe`); what it formats
+itself from the run's ids and dicts is made safe here. All of it is drawn as `Text`, never parsed
+as Rich markup: a `str` given to a table cell would be, so a reply could style or link itself.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from rich.tree import Tree
 from rlm_cli.events import Event
 from rlm_cli.ui.format import first_line, format_tokens, format_usage
 from rlm_cli.ui.model import Batch, Cell, Iteration, RunTree, Subcall
+from rlm_cli.ui.safe import terminal_safe
 
 REFRESH_PER_SECOND = 10
 PROSE_LINES = 3
@@ -55,10 +60,11 @@ def _run_tree(
     run: RunTree, expanded: bool, now: float | None, only_iteration: int | None = None
 ) -> Tree:
     """One run's iterations as a tree; a child run (rlm_query) is labelled with its question."""
-    label = Text(f"run {run.run_id}", style="bold")
+    run_id = terminal_safe(run.run_id)
+    label = Text(f"run {run_id}", style="bold")
     if run.depth:
         label = Text.assemble(
-            (f"child run {run.run_id} ", "bold magenta"), (f"depth {run.depth} · ", "dim")
+            (f"child run {run_id} ", "bold magenta"), (f"depth {run.depth} · ", "dim")
         )
         label.append(first_line(run.question, 80), style="italic")
         if run.status is not None:
@@ -89,13 +95,11 @@ def _header(run: RunTree) -> RenderableType:
     grid = Table.grid(padding=(0, 1))
     grid.add_column(style="bold cyan", no_wrap=True)
     grid.add_column()
-    grid.add_row("question", run.question)
-    grid.add_row(
-        "inputs",
-        f"{inputs.get('files', 0)} file(s) · {chars:,} chars · "
-        f"~{format_tokens(int(inputs.get('estimated_tokens', 0)))} tokens",
-    )
-    grid.add_row("models", f"root {run.root_model} · worker {run.sub_model}")
+    grid.add_row("question", Text(run.question))
+    files = f"{inputs.get('files', 0)} file(s) · {chars:,} chars · "
+    tokens = f"~{format_tokens(int(inputs.get('estimated_tokens', 0)))} tokens"
+    grid.add_row("inputs", Text(terminal_safe(files + tokens)))
+    grid.add_row("models", Text(f"root {run.root_model} · worker {run.sub_model}"))
     return grid
 
 
@@ -224,7 +228,7 @@ def _batch(parent: Tree, batch: Batch, now: float | None) -> None:
 
 
 def _footer(run: RunTree, now: float | None) -> Text:
-    max_iterations = run.settings.get("max_iterations", "?")
+    max_iterations = terminal_safe(str(run.settings.get("max_iterations", "?")))
     text = Text(style="on grey15")
     text.append(f" {run.elapsed(now):.1f}s ", style="bold")
     text.append(f"· iteration {len(run.iterations)} of {max_iterations} ")
