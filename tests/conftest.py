@@ -112,3 +112,46 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 30) -> bool:
 
 def read_trace(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def process_tree(root: int) -> list[int]:
+    """Live processes descended from `root` (itself excluded), from the host's /proc: the
+    sandbox's PID namespace hides host pids from the worker, not the worker's from the host."""
+    parents: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as stat:
+                fields = stat.read().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z":
+            parents[int(name)] = int(fields[1])
+    found: list[int] = []
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        found += children
+        frontier += children
+    return found
+
+
+def processes_with(marker: str) -> list[int]:
+    """Live processes whose command line holds `marker` (zombies excluded)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as cmdline:
+                if marker.encode() not in cmdline.read():
+                    continue
+            with open(f"/proc/{name}/stat") as stat:
+                if stat.read().rsplit(") ", 1)[1][:1] == "Z":
+                    continue
+        except OSError:
+            continue
+        found.append(int(name))
+    return found

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import ask_scripted, read_trace, repl, start_scripted, wait_until
+from conftest import ask_scripted, process_tree, read_trace, repl, start_scripted, wait_until
 
 from rlm_cli import RLM
 from rlm_cli.events import SubcallFinished
@@ -69,12 +69,9 @@ def test_a_worker_dying_with_a_child_is_noticed_at_once(write_script: Callable[.
 
 def start_spinning(
     write_script: Callable[..., str], tmp_path: Path
-) -> tuple[subprocess.Popen[bytes], int, Path]:
-    """An `rlm ask` whose cell spins forever; returns it, the worker's pid, and the trace path."""
-    pid_file = tmp_path / "worker.pid"
-    script = write_script(
-        [repl(f"import os\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\nwhile True: pass")]
-    )
+) -> tuple[subprocess.Popen[bytes], list[int], Path]:
+    """An `rlm ask` whose cell spins forever; returns it, its processes, and the trace path."""
+    script = write_script([repl("while True: pass")])
     trace = tmp_path / "t.jsonl"
     proc = start_scripted(
         script,
@@ -85,30 +82,32 @@ def start_spinning(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    wait_until(lambda: pid_file.exists() and bool(pid_file.read_text()))
-    return proc, int(pid_file.read_text()), trace
+    wait_until(lambda: trace.exists() and '"cell_started"' in trace.read_text())
+    return proc, process_tree(proc.pid), trace
 
 
 def test_sigterm_ends_the_run_and_its_worker(
     write_script: Callable[..., str], tmp_path: Path
 ) -> None:
-    proc, worker, trace = start_spinning(write_script, tmp_path)
+    proc, workers, trace = start_spinning(write_script, tmp_path)
+    assert workers
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 130
     assert proc.stdout is not None
     data = json.loads(proc.stdout.read())
     assert data["status"] == "interrupted" and data["iterations"] == 1
     assert read_trace(trace)[-1]["status"] == "interrupted"
-    assert wait_gone(worker)
+    assert all(wait_gone(pid) for pid in workers)
 
 
 def test_a_killed_host_takes_its_worker_along(
     write_script: Callable[..., str], tmp_path: Path
 ) -> None:
-    proc, worker, _trace = start_spinning(write_script, tmp_path)
+    proc, workers, _trace = start_spinning(write_script, tmp_path)
+    assert workers
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=20)
-    assert wait_gone(worker)
+    assert all(wait_gone(pid) for pid in workers)
 
 
 def test_a_garbled_frame_replaces_the_worker(write_script: Callable[..., str]) -> None:

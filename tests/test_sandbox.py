@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from conftest import processes_with, wait_until
 
 from rlm_cli import inputs as rlm_inputs
 from rlm_cli.inputs import Inputs
@@ -500,17 +501,16 @@ def test_close_leaves_no_process() -> None:
 
 
 def test_close_kills_children_of_cells() -> None:
-    async def body(sandbox: Sandbox) -> int:
-        result = await sandbox.execute(
-            "import subprocess\nchild = subprocess.Popen(['sleep', '60'])\nprint(child.pid)", 10
-        )
-        return int(result.output.strip())
+    marker = "60.4242"  # sleep's argument: how the host finds the cell's child in its own /proc
 
-    child_pid = with_sandbox(rlm_inputs.from_value("c"), body)
-    deadline = time.monotonic() + 2
-    while pid_alive(child_pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not pid_alive(child_pid)
+    async def body(sandbox: Sandbox) -> list[int]:
+        await sandbox.execute(f"import subprocess\nsubprocess.Popen(['sleep', '{marker}'])", 10)
+        wait_until(lambda: bool(processes_with(marker)), timeout=5)  # until it has exec'd
+        return processes_with(marker)
+
+    children = with_sandbox(rlm_inputs.from_value("c"), body)
+    assert children, "the cell's child should have been running"
+    assert wait_until(lambda: not processes_with(marker), timeout=5)
 
 
 def pid_alive(pid: int) -> bool:

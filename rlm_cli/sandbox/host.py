@@ -170,7 +170,9 @@ class Sandbox:
     def _check_layers(self) -> None:
         if self.policy.mode == "none" or self.policy.allow_weaker:
             return
-        missing = [f"{name} ({lay['detail']})" for name, lay in self.layers.items() if not lay["active"]]
+        missing = [
+            f"{name} ({lay['detail']})" for name, lay in self.layers.items() if not lay["active"]
+        ]
         if missing:
             raise SandboxUnavailable(
                 f"the sandbox is weaker than required here: {'; '.join(missing)}. "
@@ -328,7 +330,9 @@ class Sandbox:
                 code = await asyncio.wait_for(asyncio.shield(proc.exited), 2)
         detail = self._death_detail()
         last_words = f" Its last words: {detail}" if detail else ""
-        return f"The REPL worker process died (exit code {code}) while running the cell.{last_words}"
+        return (
+            f"The REPL worker process died (exit code {code}) while running the cell.{last_words}"
+        )
 
     def _death_detail(self) -> str:
         proc = self._proc
@@ -392,10 +396,12 @@ class Sandbox:
     async def _make_room(self, size: int) -> None:
         async with self._room:
             await self._room.wait_for(
-                lambda: not self._queries
-                or (
-                    self._inflight_bytes + size <= INFLIGHT_BYTES
-                    and len(self._queries) < INFLIGHT_QUERIES
+                lambda: (
+                    not self._queries
+                    or (
+                        self._inflight_bytes + size <= INFLIGHT_BYTES
+                        and len(self._queries) < INFLIGHT_QUERIES
+                    )
                 )
             )
 
@@ -422,7 +428,9 @@ class Sandbox:
                 with contextlib.suppress(WorkerDied, ConnectionError):
                     await self._send(reply)
         finally:
-            self._queries.discard(asyncio.current_task())  # type: ignore[arg-type]
+            task = asyncio.current_task()
+            if task is not None:
+                self._queries.discard(task)
             self._inflight_bytes -= size
             async with self._room:
                 self._room.notify_all()
@@ -442,7 +450,12 @@ def _watch_exit(popen: subprocess.Popen[bytes]) -> asyncio.Future[int]:
         pidfd = os.pidfd_open(popen.pid)
     except (AttributeError, OSError):
         waiting = loop.run_in_executor(None, popen.wait)
-        waiting.add_done_callback(lambda done: exited.done() or exited.set_result(done.result()))
+
+        def on_wait(done: asyncio.Future[int]) -> None:
+            if not exited.done():
+                exited.set_result(done.result())
+
+        waiting.add_done_callback(on_wait)
         return exited
 
     def on_exit() -> None:

@@ -36,7 +36,7 @@ import signal
 import stat
 import struct
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
 from rlm_cli.sandbox.worker.protocol import LAYERS, Layer
 
@@ -333,79 +333,88 @@ def _add_rule(syscall: Any, ruleset: int, path: str, rights: int) -> None:
 
 
 # seccomp: a classic BPF program over struct seccomp_data {int nr; u32 arch; u64 ip; u64 args[6]}.
-AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
-# Syscall numbers by architecture: (socket, ioctl, clone, blocked...).
+class Numbers(NamedTuple):
+    """Syscall numbers of one architecture."""
+
+    audit_arch: int
+    socket: int
+    ioctl: int
+    clone: int
+    # ptrace, process_vm_readv/writev, keyctl, add_key, request_key, bpf, perf_event_open,
+    # userfaultfd, unshare, setns, mount, umount2, pivot_root.
+    blocked: tuple[int, ...]
+
+
 SYSCALLS = {
-    "x86_64": {
-        "socket": 41,
-        "ioctl": 16,
-        "clone": 56,
-        # ptrace, process_vm_readv/writev, keyctl, add_key, request_key, bpf, perf_event_open,
-        # userfaultfd, unshare, setns, mount, umount2, pivot_root, io_uring_*.
-        "blocked": (101, 310, 311, 250, 248, 249, 321, 298, 323, 272, 308, 165, 166, 155),
-    },
-    "aarch64": {
-        "socket": 198,
-        "ioctl": 29,
-        "clone": 220,
-        "blocked": (117, 270, 271, 219, 217, 218, 280, 241, 282, 97, 268, 40, 39, 41),
-    },
+    "x86_64": Numbers(
+        0xC000003E,
+        41,
+        16,
+        56,
+        (101, 310, 311, 250, 248, 249, 321, 298, 323, 272, 308, 165, 166, 155),
+    ),
+    "aarch64": Numbers(
+        0xC00000B7, 198, 29, 220, (117, 270, 271, 219, 217, 218, 280, 241, 282, 97, 268, 40, 39, 41)
+    ),
 }
-IO_URING = (425, 426, 427)
+IO_URING = (425, 426, 427)  # the same on every architecture, as is clone3
 CLONE3 = 435
 AF_INET, AF_INET6 = 2, 10
 TIOCSTI, TIOCLINUX = 0x5412, 0x541C
 NEW_NAMESPACES = NAMESPACES | CLONE_NEWCGROUP
 RET_ALLOW, RET_KILL = 0x7FFF0000, 0x80000000
+LD, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06
+# (opcode, k, label if true, label if false); a bare string is a label for the next instruction.
+Instruction = tuple[int, int, str | None, str | None]
 
 
 def _errno(code: int) -> int:
     return 0x00050000 | code
 
 
+def _filter(numbers: Numbers, x86_64: bool) -> list[Instruction | str]:
+    program: list[Instruction | str] = [
+        (LD, 4, None, None),
+        (JEQ, numbers.audit_arch, None, "kill"),  # another ABI (int 0x80 on x86_64) is refused
+        (LD, 0, None, None),
+    ]
+    if x86_64:
+        program.append((JGE, 0x40000000, "kill", None))  # the x32 ABI
+    program += [(JEQ, nr, "eperm", None) for nr in (*numbers.blocked, *IO_URING)]
+    program += [
+        (JEQ, CLONE3, "enosys", None),  # libc falls back to clone(), whose flags we can see
+        (JEQ, numbers.socket, "socket", None),
+        (JEQ, numbers.ioctl, "ioctl", None),
+        (JEQ, numbers.clone, "clone", None),
+        (RET, RET_ALLOW, None, None),
+        "socket",
+        (LD, 16, None, None),  # args[0], the address family
+        (JEQ, AF_INET, "allow", None),
+        (JEQ, AF_INET6, "allow", "eperm"),
+        "ioctl",
+        (LD, 24, None, None),  # args[1], the request
+        (JEQ, TIOCSTI, "eperm", None),
+        (JEQ, TIOCLINUX, "eperm", "allow"),
+        "clone",
+        (LD, 16, None, None),  # args[0], the flags
+        (JSET, NEW_NAMESPACES, "eperm", "allow"),
+        "allow",
+        (RET, RET_ALLOW, None, None),
+        "eperm",
+        (RET, _errno(errno.EPERM), None, None),
+        "enosys",
+        (RET, _errno(errno.ENOSYS), None, None),
+        "kill",
+        (RET, RET_KILL, None, None),
+    ]
+    return program
+
+
 def _seccomp() -> Layer:
     machine = platform.machine()
     if machine not in SYSCALLS:
         return layer(False, f"no filter for the {machine} architecture")
-    numbers = SYSCALLS[machine]
-    # (opcode, k, jump-if-true label, jump-if-false label); labels resolve to relative offsets.
-    LD, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06
-    program: list[tuple[int, int, str | None, str | None]] = [
-        (LD, 4, None, None),
-        (JEQ, AUDIT_ARCH[machine], None, "kill"),  # another ABI (int 0x80, x32) is refused
-        (LD, 0, None, None),
-    ]
-    if machine == "x86_64":
-        program.append((JGE, 0x40000000, "kill", None))
-    for nr in (*numbers["blocked"], *IO_URING):
-        program.append((JEQ, nr, "eperm", None))
-    program += [
-        (JEQ, CLONE3, "enosys", None),  # libc falls back to clone(), whose flags we can see
-        (JEQ, numbers["socket"], "socket", None),
-        (JEQ, numbers["ioctl"], "ioctl", None),
-        (JEQ, numbers["clone"], "clone", None),
-        (RET, RET_ALLOW, None, None),
-        ("socket", 0, None, None),  # type: ignore[list-item]
-        (LD, 16, None, None),
-        (JEQ, AF_INET, "allow", None),
-        (JEQ, AF_INET6, "allow", "eperm"),
-        ("ioctl", 0, None, None),  # type: ignore[list-item]
-        (LD, 24, None, None),
-        (JEQ, TIOCSTI, "eperm", None),
-        (JEQ, TIOCLINUX, "eperm", "allow"),
-        ("clone", 0, None, None),  # type: ignore[list-item]
-        (LD, 16, None, None),
-        (JSET, NEW_NAMESPACES, "eperm", "allow"),
-        ("allow", 0, None, None),  # type: ignore[list-item]
-        (RET, RET_ALLOW, None, None),
-        ("eperm", 0, None, None),  # type: ignore[list-item]
-        (RET, _errno(errno.EPERM), None, None),
-        ("enosys", 0, None, None),  # type: ignore[list-item]
-        (RET, _errno(errno.ENOSYS), None, None),
-        ("kill", 0, None, None),  # type: ignore[list-item]
-        (RET, RET_KILL, None, None),
-    ]
-    code = _assemble(program)
+    code = _assemble(_filter(SYSCALLS[machine], machine == "x86_64"))
     buffer = ctypes.create_string_buffer(code, len(code))
     fprog = struct.pack("HxxxxxxP", len(code) // 8, ctypes.addressof(buffer))
     libc = _c()
@@ -417,20 +426,20 @@ def _seccomp() -> Layer:
     return layer(True, "no Unix or raw sockets, TIOCSTI, io_uring, ptrace, keyrings, bpf")
 
 
-def _assemble(program: list[tuple[Any, int, str | None, str | None]]) -> bytes:
-    """Labels are entries whose opcode is a string; they take no space."""
+def _assemble(program: list[Instruction | str]) -> bytes:
     labels: dict[str, int] = {}
     index = 0
-    for opcode, *_ in program:
-        if isinstance(opcode, str):
-            labels[opcode] = index
+    for item in program:
+        if isinstance(item, str):
+            labels[item] = index
         else:
             index += 1
     out = []
     index = 0
-    for opcode, k, if_true, if_false in program:
-        if isinstance(opcode, str):
+    for item in program:
+        if isinstance(item, str):
             continue
+        opcode, k, if_true, if_false = item
         jt = labels[if_true] - index - 1 if if_true else 0
         jf = labels[if_false] - index - 1 if if_false else 0
         out.append(struct.pack("HBBI", opcode, jt, jf, k))

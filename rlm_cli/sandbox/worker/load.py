@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+
 def describe(
     context: Any,
     sources: list[dict[str, Any]] | None = None,

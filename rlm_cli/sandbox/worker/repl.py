@@ -8,6 +8,7 @@ cells may have many `llm_query` calls in flight (from user threads, or one `llm_
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import linecache
 import os
@@ -30,6 +31,7 @@ from rlm_cli.sandbox.worker.protocol import (
     SCAFFOLD,
     encode_frame,
 )
+
 
 class Connection:
     """Blocking frame I/O over the two protocol file descriptors; sends are thread-safe."""
@@ -189,7 +191,8 @@ class Worker:
         with self.pending_lock:
             for _ in groups:
                 self.next_query_id += 1
-                event, slot = threading.Event(), []
+                event = threading.Event()
+                slot: list[Any] = []
                 waits.append((self.next_query_id, event, slot))
                 self.pending[self.next_query_id] = (event, slot)
         try:
@@ -422,14 +425,12 @@ def _arm_cpu_limit(seconds: float) -> None:
     if seconds <= 0:
         return
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
     want = int(usage.ru_utime + usage.ru_stime + seconds) + 1
     if hard != resource.RLIM_INFINITY:
         want = min(want, hard)
-    try:
+    with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_CPU, (want, hard))
-    except (ValueError, OSError):
-        pass
 
 
 def _portable(value: Any) -> Any:
@@ -448,5 +449,3 @@ def _as_prompt(prompt: Any) -> str:
 
 def _as_answer(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
-
-
