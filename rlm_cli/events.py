@@ -40,6 +40,8 @@ class RunStarted(Event):
     depth: int = 0
     parent_run_id: str | None = None
     parent_cell: int | None = None  # the parent's cell whose rlm_query started this run
+    # {"mode": "process" | "none", "layers": {name: {"active": bool, "detail": str}}}
+    sandbox: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,9 @@ class RunFinished(Event):
     usage: dict[str, Any]
     elapsed_s: float
     error: str | None = None
+    # Secrets masked by --redact-secrets in the prompts sent: the top run counts its whole tree,
+    # a child run its own prompts.
+    redacted: int = 0
 
 
 _FIELD_NAMES: dict[type[Event], tuple[str, ...]] = {}

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import socket
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -14,7 +17,7 @@ from conftest import processes_with, wait_until
 
 from rlm_cli import inputs as rlm_inputs
 from rlm_cli.inputs import Inputs
-from rlm_cli.sandbox.host import CellResult, QueryRequest, Sandbox
+from rlm_cli.sandbox.host import PACKAGE_ROOT, CellResult, QueryRequest, Sandbox
 
 T = TypeVar("T")
 
@@ -530,3 +533,70 @@ def test_lone_surrogates_in_output_become_valid_text() -> None:
     (result,) = run_cells(["print(b'ok\\xff'.decode('utf-8', 'surrogateescape'))"])
     assert result.output == "ok?\n"
     result.output.encode("utf-8")  # strict: safe for stdout, traces and HTTP bodies
+
+
+NOBODY = 65534
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def test_an_unprivileged_user_gets_every_layer(tmp_path: Path) -> None:
+    """The host here runs as root; run the worker as `nobody` (with a Python that user can read)
+    to check the layers hold for an ordinary user too."""
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.exists(SYSTEM_PYTHON):
+        pytest.skip("needs root, setpriv and a system Python to switch to an unprivileged user")
+    probe = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={NOBODY}",
+            f"--regid={NOBODY}",
+            "--clear-groups",
+            SYSTEM_PYTHON,
+            "-I",
+            "-c",
+            f"import sys; sys.path.insert(0, {PACKAGE_ROOT!r}); import rlm_cli",
+        ],
+        capture_output=True,
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"{NOBODY} cannot import rlm_cli from {PACKAGE_ROOT}")
+    own = tmp_path / "nobody-owns-this"  # a file the user may write, outside the sandbox
+    own.write_text("untouched")
+    os.chown(own, NOBODY, NOBODY)
+    os.chmod(tmp_path, 0o755)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    port = listener.getsockname()[1]
+
+    async def main() -> tuple[dict[str, Any], list[CellResult]]:
+        inputs = rlm_inputs.from_value("the context")
+        os.chmod(inputs.sources[0].path, 0o644)
+        python = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+        sandbox = Sandbox(
+            inputs, output_limit=1000, on_query=EchoUpper(), python=[*python, SYSTEM_PYTHON]
+        )
+        os.chown(sandbox.tmp_dir, NOBODY, NOBODY)  # as the user's own temporary directory is
+        try:
+            await sandbox.start()
+            cells = [
+                "import os; print(os.getuid(), context)",
+                f"open({str(own)!r}, 'w').write('changed')",
+                f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=1)",
+                "open('/etc/passwd').read()",
+            ]
+            results = [await sandbox.execute(code, 10) for code in cells]
+            return dict(sandbox.layers), results
+        finally:
+            await sandbox.close()
+            inputs.cleanup()
+
+    try:
+        layers, (who, write, connect, read) = asyncio.run(main())
+        with pytest.raises(TimeoutError):
+            listener.accept()
+    finally:
+        listener.close()
+    assert all(layer["active"] for layer in layers.values()), layers
+    assert who.output == "0 the context\n"  # root of its own user namespace, nobody outside
+    assert write.error and "PermissionError" in write.output
+    assert own.read_text() == "untouched"
+    assert connect.error and read.error

@@ -9,6 +9,7 @@ from rlm_cli import __version__
 from rlm_cli.cli.ask import EPILOG, ask
 from rlm_cli.cli.cache import cache_app
 from rlm_cli.cli.catalog import models, providers_command
+from rlm_cli.cli.doctor import doctor
 from rlm_cli.cli.inspect import inspect_command
 from rlm_cli.cli.trace import trace_app
 
@@ -27,6 +28,7 @@ app.command(no_args_is_help=True, epilog=EPILOG)(ask)
 app.command()(models)
 app.command("providers")(providers_command)
 app.command("inspect")(inspect_command)
+app.command()(doctor)
 app.add_typer(trace_app)
 app.add_typer(cache_app)
 

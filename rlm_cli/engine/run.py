@@ -95,6 +95,7 @@ class Tree:
             budget=self.budget,
             cache=cache,
             cache_extra=settings.cache_key_settings(),
+            redact_secrets=settings.redact_secrets,
         )
         # Child runs started at once, per depth: one shared limit would deadlock, with children
         # holding every slot while they wait for slots for their own children.
@@ -171,6 +172,7 @@ class Run:
                     depth=self.depth,
                     parent_run_id=self.parent[0] if self.parent else None,
                     parent_cell=self.parent[1] if self.parent else None,
+                    sandbox={"mode": self.sandbox.policy.mode, "layers": self.sandbox.layers},
                 )
             )
             status, final = await self._loop(meta)
@@ -211,6 +213,7 @@ class Run:
                 usage=result.usage,
                 elapsed_s=result.elapsed_s,
                 error=None if error is None else str(error),
+                redacted=self.tree.router.redacted if self.depth == 0 else self.caller.redacted,
             )
         )
         return result

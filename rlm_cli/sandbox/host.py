@@ -136,6 +136,11 @@ class Sandbox:
         self.layers: dict[str, Layer] = {}
 
     @property
+    def tmp_dir(self) -> str:
+        """The worker's private temporary directory (a tmpfs inside its mount namespace)."""
+        return self._workdir
+
+    @property
     def pid(self) -> int | None:
         return self._proc.popen.pid if self._proc else None
 
@@ -507,3 +512,27 @@ def hide_environment() -> None:
         libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     except (OSError, AttributeError):
         pass
+
+
+async def probe(policy: Policy | None = None, python: list[str] | None = None) -> dict[str, Layer]:
+    """Start a worker on an empty input and return the layers it could set up (`rlm doctor`)."""
+    from rlm_cli.inputs import from_value
+
+    async def refuse(request: QueryRequest) -> list[str]:
+        raise QueryRefused("rlm doctor makes no sub-calls")
+
+    inputs = from_value("")
+    # Sized as a run with the default settings would be.
+    policy = policy or make_policy(
+        "process", input_bytes=0, cell_timeout=120, max_iterations=30, allow_weaker=True
+    )
+    sandbox = Sandbox(inputs, output_limit=1000, on_query=refuse, policy=policy, python=python)
+    try:
+        await sandbox.start()
+        result = await sandbox.execute("print(1 + 1)", 10)
+        if result.output.strip() != "2":
+            raise SandboxError(f"a cell did not run in the sandbox: {result.output[:200]}")
+        return sandbox.layers
+    finally:
+        await sandbox.close()
+        inputs.cleanup()

@@ -31,3 +31,14 @@ def format_usage(usage: dict[str, Any]) -> str:
         f"{format_tokens(int(usage.get('input_tokens', 0)))} in / "
         f"{format_tokens(int(usage.get('output_tokens', 0)))} out tokens"
     )
+
+
+def sandbox_line(sandbox: dict[str, Any]) -> str:
+    """One line on the isolation a run had: loud when it had none, or less than all of it."""
+    layers = sandbox.get("layers") or {}
+    if sandbox.get("mode") == "none":
+        return "sandbox NONE: cells run with your user's full access; nothing is isolated"
+    missing = [name for name, layer in layers.items() if not layer.get("active")]
+    if missing:
+        return f"sandbox WEAKER than it should be: no {', '.join(missing)} (see `rlm doctor`)"
+    return f"sandbox process: {', '.join(layers)}" if layers else "sandbox: not reported"

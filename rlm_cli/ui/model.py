@@ -147,6 +147,7 @@ class RunTree:
     inputs: dict[str, Any] = field(default_factory=dict)
     context_meta: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    sandbox: dict[str, Any] = field(default_factory=dict)
     depth: int = 0
     started: float = field(default_factory=time.time)
     iterations: list[Iteration] = field(default_factory=list)
@@ -245,6 +246,7 @@ class RunTree:
             event.settings,
         )
         self.depth, self.started = event.depth, event.ts
+        self.sandbox = event.sandbox
 
     def _root_reply(self, event: RootReply) -> None:
         iteration = self.iterations[-1]

@@ -18,7 +18,7 @@ from rlm_cli.events import (
     SubcallFinished,
     SubcallStarted,
 )
-from rlm_cli.ui.format import first_line, format_tokens, format_usage
+from rlm_cli.ui.format import first_line, format_tokens, format_usage, sandbox_line
 from rlm_cli.ui.safe import terminal_safe
 
 
@@ -48,11 +48,12 @@ class PlainView:
     def _line(self, event: Event) -> str | None:
         if isinstance(event, RunStarted):
             inputs = event.inputs
-            return (
+            line = (
                 f"run {event.run_id} · root {event.root_model} · worker {event.sub_model} · "
                 f"{inputs.get('files', 0)} input(s), {event.context_meta.get('chars', 0):,} chars, "
                 f"~{format_tokens(inputs.get('estimated_tokens', 0))} tokens"
             )
+            return line if event.depth else f"{line}\nrlm: {sandbox_line(event.sandbox)}"
         if isinstance(event, IterationStarted):
             last = " (last turn: asking for the best answer)" if event.last_turn else ""
             return f"iteration {event.iteration}/{event.max_iterations}{last}"

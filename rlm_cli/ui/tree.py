@@ -25,7 +25,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from rlm_cli.events import Event
-from rlm_cli.ui.format import first_line, format_tokens, format_usage
+from rlm_cli.ui.format import first_line, format_tokens, format_usage, sandbox_line
 from rlm_cli.ui.model import Batch, Cell, Iteration, RunTree, Subcall
 from rlm_cli.ui.safe import terminal_safe
 
@@ -100,6 +100,11 @@ def _header(run: RunTree) -> RenderableType:
     tokens = f"~{format_tokens(int(inputs.get('estimated_tokens', 0)))} tokens"
     grid.add_row("inputs", Text(terminal_safe(files + tokens)))
     grid.add_row("models", Text(f"root {run.root_model} · worker {run.sub_model}"))
+    line = sandbox_line(run.sandbox)
+    weak = run.sandbox.get("mode") == "none" or "WEAKER" in line
+    grid.add_row(
+        "sandbox", Text(terminal_safe(line.removeprefix("sandbox ")), "bold red" if weak else "")
+    )
     return grid
 
 
