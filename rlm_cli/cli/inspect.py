@@ -42,7 +42,8 @@ IncludeOption = Annotated[
     typer.Option(
         "--include",
         help="Load only files matching this glob (.gitignore syntax, e.g. '*.py', 'src/**'). "
-        "Repeatable. Applies inside directories and archives.",
+        "Repeatable. Applies inside directories and archives. Secret files (.env, keys, "
+        "credentials) are skipped there unless a glob names them ('.env', '*.pem').",
         show_default=False,
     ),
 ]
@@ -104,7 +105,14 @@ def input_options(settings: Settings, selection: Selection) -> InputOptions:
         exclude=selection.exclude,
         max_file_bytes=settings.max_file_size,
         max_memory_share=settings.max_memory_share,
+        warn=_warn,
     )
+
+
+def _warn(message: str) -> None:
+    """Warnings about inputs go to stderr as they are found, whatever the view (--quiet too):
+    a named file that looks like a secret is about to leave the machine."""
+    print(f"rlm: warning: {message}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -263,7 +271,7 @@ def _print_table(inputs: Inputs, settings: Settings, cost: CostRange) -> None:
             "" if row.size is None else format_bytes(row.size),
             "" if row.tokens is None else f"{row.tokens:,}",
             row.encoding,
-            row.status,
+            row.status if row.warning is None else f"{row.status} (warning: {row.warning})",
         )
     # Piped into a file or another program, tables keep whole cells rather than fit 80 columns.
     console = Console() if sys.stdout.isatty() else Console(width=100_000)

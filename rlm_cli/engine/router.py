@@ -3,6 +3,12 @@
 Concurrency is bounded per provider, and adapts: a 429 halves the provider's limit, and each
 success wins a little of it back. Budgets are checked before anything is sent; a batch that would
 overrun --max-subcalls fails in the cell, whole, before spending. Replies may come from the cache.
+
+With `redact_secrets`, obvious secrets in each prompt are masked (engine/redact.py) before
+anything else sees it: the provider, the cache key, the size check and the `subcall_started`
+event (so the trace) all get the masked text. An rlm_query child's question is masked the same
+way; the context value handed to a child is not (it is the child's input, and what the child
+sends of it goes through here). Root-model messages are never masked.
 """
 
 from __future__ import annotations
@@ -10,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from rlm_cli.engine.budget import Budget
+from rlm_cli.engine.redact import redact
 from rlm_cli.engine.usage import UsageLedger
 from rlm_cli.errors import ContextLengthError, ProviderAuthError, RetryableError, RlmError
 from rlm_cli.events import EventBus, Retry, SubcallCached, SubcallFinished, SubcallStarted
@@ -47,6 +55,7 @@ class Caller:
     # None when this run is at the depth limit, where rlm_query becomes a plain llm_query.
     start_child: ChildStarter | None
     started: int = 0  # sub-calls this run has sent (or had answered from the cache)
+    redacted: int = 0  # secrets masked in this run's own prompts (not its children's)
 
 
 class AdaptiveLimit:
@@ -102,6 +111,7 @@ class SubcallRouter:
         budget: Budget,
         cache: ReplyStore | None = None,
         cache_extra: dict[str, Any] | None = None,
+        redact_secrets: bool = False,
     ) -> None:
         self._provider = provider
         self._model = model
@@ -117,6 +127,24 @@ class SubcallRouter:
         # An error that must end the run (bad credentials): the code got an error string, and the
         # engine raises this once the cell is over.
         self.fatal: RlmError | None = None
+        self.redact_secrets = redact_secrets
+        # Secrets masked so far in the whole tree's prompts, by kind (`aws-access-key`: 2).
+        self.redacted_by_kind: Counter[str] = Counter()
+
+    @property
+    def redacted(self) -> int:
+        """Secrets masked so far in the whole tree's sub-call prompts and child questions."""
+        return self.redacted_by_kind.total()
+
+    def _masked(self, caller: Caller, text: str) -> str:
+        """`text` as it may be sent: with its secrets masked when `redact_secrets` is on."""
+        if not self.redact_secrets:
+            return text
+        text, counts = redact(text)
+        if counts:
+            self.redacted_by_kind.update(counts)
+            caller.redacted += counts.total()
+        return text
 
     def limit(self, provider: str) -> AdaptiveLimit:
         """The concurrency limit of one provider, shared by every run of the tree."""
@@ -131,7 +159,7 @@ class SubcallRouter:
             start = caller.start_child
             contexts = request.contexts or [None] * len(request.prompts)
             children = [
-                start(question, context, request.model, request.cell)
+                start(self._masked(caller, question), context, request.model, request.cell)
                 for question, context in zip(request.prompts, contexts, strict=True)
             ]
             return list(await asyncio.gather(*children))
@@ -147,10 +175,12 @@ class SubcallRouter:
 
         async def lane() -> None:
             # Lanes take the next prompt as they free up: memory stays flat however many
-            # prompts a batch has, where a task per prompt would grow with it.
+            # prompts a batch has, where a task per prompt would grow with it. (Masking here,
+            # one prompt at a time, keeps it flat too.)
             for index, prompt in queue:
+                masked = self._masked(caller, prompt)
                 replies[index] = await self._one(
-                    caller, prompt, model, request.cell, batch_id, len(prompts), kind
+                    caller, masked, model, request.cell, batch_id, len(prompts), kind
                 )
 
         await asyncio.gather(*(lane() for _ in range(min(len(prompts), self._max_concurrency))))

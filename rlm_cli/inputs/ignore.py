@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pathspec
 
 from rlm_cli.errors import UsageError
+from rlm_cli.inputs.secret_files import names_secrets, secret_kind
 
 IGNORE_FILES = (".gitignore", ".rlmignore")
 VCS_NAMES = frozenset({".git", ".hg", ".svn", ".bzr", ".jj", "CVS", "_darcs"})
@@ -134,8 +135,12 @@ class Filters:
     """--include and --exclude globs, in .gitignore syntax (`*.py`, `docs/`, `/src/**/*.ts`)."""
 
     def __init__(self, include: Iterable[str], exclude: Iterable[str]) -> None:
-        self.include = _compile("--include", list(include))
+        include = list(include)
+        self.include = _compile("--include", include)
         self.exclude = _compile("--exclude", list(exclude))
+        # The --include globs that name secret files themselves (`.env`, `*.pem`): the user asked
+        # for those files, so a walk loads them (a broad `*` or `src/**` does not).
+        self.secret_include = _compile("--include", [p for p in include if names_secrets(p)])
 
     def excluded(self, path: str, is_dir: bool) -> str | None:
         if self.exclude is None:
@@ -145,6 +150,17 @@ class Filters:
             pattern = self.exclude.patterns[result.index]
             return f"--exclude {getattr(pattern, 'pattern', '')}"
         return None
+
+    def secret(self, path: str, full_path: str) -> str | None:
+        """What secret file `full_path` (its path on disk or in its archive: its folder's name
+        counts) looks like, unless an --include glob names it (`path`, relative to the root, is
+        what the globs match); None for an ordinary file."""
+        kind = secret_kind(full_path)
+        if kind is None:
+            return None
+        if self.secret_include is not None and self.secret_include.match_file(path):
+            return None
+        return kind
 
     def not_included(self, path: str) -> str | None:
         if self.include is None or self.include.match_file(path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -52,6 +53,9 @@ class Source:
     # Host-only: text samples for the token estimate of sources that cannot seek cheaply
     # (compressed files, archive members). Never sent to the worker.
     samples: tuple[bytes, ...] = field(default=(), repr=False, compare=False)
+    # Host-only: why loading this file deserves a word to the user (a named file that looks like
+    # a secret, see secret_files.py); shown by summaries and `rlm inspect`, never sent.
+    warning: str = field(default="", compare=False)
 
     def wire(self) -> dict[str, Any]:
         """What the worker needs to load this source (the `init` frame's `sources` entries)."""
@@ -101,6 +105,7 @@ REASONS = (
     "encrypted",
     "corrupt",
     "duplicate name",
+    "secret",  # a well-known credentials file (secret_files.py); named files load with a warning
 )
 
 
@@ -128,6 +133,9 @@ class InputOptions:
     count_tokens: bool = True
     # Total memory in bytes, for tests and benchmarks; None reads the machine's (and cgroup's).
     memory_bytes: int | None = None
+    # Called with each warning as it is found (the CLI prints it on stderr); they are also kept
+    # on the Sources, for summaries.
+    warn: Callable[[str], None] | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -156,6 +164,11 @@ class Inputs:
     def invalid_bytes(self) -> int:
         return sum(source.invalid_bytes for source in self.sources)
 
+    @property
+    def warnings(self) -> list[str]:
+        """One line per loaded source with a warning: `path: why`."""
+        return [f"{s.display or s.name}: {s.warning}" for s in self.sources if s.warning]
+
     def skip_counts(self) -> dict[str, int]:
         """Skips by reason, most common first; folders count once each, not by their files."""
         return dict(Counter(skip.reason for skip in self.skipped).most_common())
@@ -172,6 +185,7 @@ class Inputs:
             "skipped": len(self.skipped),
             "skipped_reasons": self.skip_counts(),
             "invalid_bytes": self.invalid_bytes,
+            "warnings": self.warnings,
         }
 
     def cleanup(self) -> None:

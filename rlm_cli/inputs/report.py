@@ -25,6 +25,9 @@ def one_line(inputs: Inputs, cost: str | None = None) -> str:
         parts.append(
             f"{inputs.invalid_bytes:,} invalid byte(s) in {files} file(s) replaced with U+FFFD"
         )
+    named = [source.display or source.name for source in inputs.sources if source.warning]
+    if named:
+        parts.append(f"{len(named)} named file(s) look like secrets ({', '.join(named[:3])})")
     if cost:
         parts.append(cost)
     return "inputs: " + " · ".join(parts)
@@ -37,6 +40,7 @@ class Row:
     tokens: int | None
     encoding: str
     status: str  # "loaded", or the reason it was skipped
+    warning: str | None = None  # a loaded file that looks like a secret (it was named)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -45,6 +49,7 @@ class Row:
             "tokens": self.tokens,
             "encoding": self.encoding,
             "status": self.status,
+            "warning": self.warning,
         }
 
 
@@ -59,7 +64,7 @@ def _printable(row: Row) -> Row:
     U+FFFD: stdout and JSON need valid UTF-8."""
     path = row.path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     status = row.status.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return Row(path, row.size, row.tokens, row.encoding, status)
+    return Row(path, row.size, row.tokens, row.encoding, status, row.warning)
 
 
 def _source_row(source: Source) -> Row:
@@ -69,7 +74,7 @@ def _source_row(source: Source) -> Row:
     if source.invalid_bytes:
         notes.append(f"{source.invalid_bytes:,} invalid byte(s) replaced")
     path = source.display or source.name
-    return Row(path, source.size, source.tokens, ", ".join(notes), "loaded")
+    return Row(path, source.size, source.tokens, ", ".join(notes), "loaded", source.warning or None)
 
 
 def _skip_row(skip: Skip) -> Row:

@@ -38,6 +38,7 @@ from rlm_cli.inputs.model import (
     Source,
 )
 from rlm_cli.inputs.scan import Readable, Scan, scan
+from rlm_cli.inputs.secret_files import secret_kind
 from rlm_cli.inputs.sniff import (
     SNIFF_BYTES,
     TextEncoding,
@@ -157,7 +158,9 @@ class _Resolver:
         if stat.S_ISDIR(info.st_mode):
             self._walk(arg)
         elif stat.S_ISREG(info.st_mode):
+            before = len(self.inputs.sources)
             self._explicit(arg, arg, os.path.abspath(arg), info.st_size)
+            self._warn_if_secret(arg, before)
         else:
             raise UsageError(
                 f"{arg}: a {_file_type(info.st_mode)}, not a regular file or directory; "
@@ -169,6 +172,18 @@ class _Resolver:
             self._file(name, display, path, size, rel="", explicit=True, **kw)
         except _Rejected as rejected:
             raise UsageError(f"{display}: {rejected.message}") from None
+
+    def _warn_if_secret(self, arg: str, before: int) -> None:
+        """A named file that a walk would skip as a secret still loads (the user asked for it),
+        but the user is told: its text will reach the model provider."""
+        kind = secret_kind(os.path.abspath(arg).replace(os.sep, "/"))
+        if kind is None:
+            return
+        warning = f"looks like a secret file ({kind}); loaded because it was named"
+        sources = self.inputs.sources
+        sources[before:] = [replace(source, warning=warning) for source in sources[before:]]
+        if self.options.warn is not None:
+            self.options.warn(f"{arg}: {warning}")
 
     def _stdin(self, stdin: BinaryIO) -> None:
         # mkstemp creates the file readable by this user only.
@@ -348,6 +363,10 @@ class _Resolver:
         if why:
             self._skip(Skip(shown, "not included", why))
             return False
+        kind = self.filters.secret(full, full)
+        if kind:
+            self._skip(Skip(shown, "secret", f"{kind}; --include it by name to load it"))
+            return False
         return True
 
     def _member_samples(self, size: int) -> int:
@@ -472,7 +491,7 @@ class _Resolver:
                     self._skip(Skip(shown, reason, detail))
                     continue
                 is_dir = stat.S_ISDIR(info.st_mode)
-                why = self._name_check(child.name, rel, is_dir, rules)
+                why = self._name_check(child.name, rel, child.path, is_dir, rules)
                 if why is not None:
                     self._skip(Skip(shown + ("/" if is_dir else ""), *why, folder=is_dir))
                 elif is_dir:
@@ -503,7 +522,7 @@ class _Resolver:
             raise UsageError(f"{arg}: every file in the directory is empty; nothing to ask about")
 
     def _name_check(
-        self, name: str, rel: str, is_dir: bool, rules: IgnoreRules
+        self, name: str, rel: str, path: str, is_dir: bool, rules: IgnoreRules
     ) -> tuple[str, str] | None:
         if name in VCS_NAMES:
             return "version control", ""
@@ -517,6 +536,10 @@ class _Resolver:
             why = self.filters.not_included(rel)
             if why:
                 return "not included", why
+            # By the path on disk, so that walking ~/.aws itself still finds .aws/credentials.
+            kind = self.filters.secret(rel, path.replace(os.sep, "/"))
+            if kind:
+                return "secret", f"{kind}; name it, or --include it by name, to load it"
         return None
 
     # ----- bookkeeping -----
