@@ -27,6 +27,7 @@ from rlm_cli.errors import EXIT_CODES, InternalError, Interrupted, RlmError, Usa
 from rlm_cli.events import Event, RunFinished, RunStarted
 from rlm_cli.trace.writer import TraceWriter
 from rlm_cli.ui import ViewName
+from rlm_cli.ui.safe import json_safe, terminal_safe
 
 if TYPE_CHECKING:
     from rlm_cli.api import RLM
@@ -293,7 +294,9 @@ def _run(
         rlm, inputs = _prepare(question, paths, overrides, config, selection)
         # What will be read and what it may cost, before the first model call: ahead of a live
         # tree (which then owns the terminal), else just after the view's `run` line.
-        summary = None if view == "none" else f"rlm: {summary_line(inputs, rlm.settings)}"
+        # File names are the user's, but an archive's member names are whoever made it.
+        line = terminal_safe(summary_line(inputs, rlm.settings))
+        summary = None if view == "none" else f"rlm: {line}"
         live = view == "tree" or (view == "auto" and sys.stderr.isatty())
         if summary and live:
             print(summary, file=sys.stderr)
@@ -395,6 +398,7 @@ def result_json(fields: dict[str, Any], trace_path: str | None) -> dict[str, Any
         "elapsed_s": fields.get("elapsed_s", 0.0),
         "trace": trace_path,
         "error": None if error is None else str(error),
+        "redacted": fields.get("redacted", 0),
     }
 
 
@@ -409,14 +413,14 @@ def _fail(
         cause = error.__cause__ or error
         if cause.__traceback__ is not None:
             traceback.print_exception(cause)
-    print(f"rlm: error: {error}", file=sys.stderr)
+    print(f"rlm: error: {terminal_safe(str(error))}", file=sys.stderr)
     if as_json:
         _print_json(data or result_json({"status": error.status, "error": error}, trace_path))
     return error.exit_code
 
 
 def _print_json(data: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+    sys.stdout.write(json_safe(json.dumps(data, ensure_ascii=False)) + "\n")
     sys.stdout.flush()
 
 
@@ -424,8 +428,6 @@ def _print_answer(answer: str) -> None:
     """The answer on stdout. Into a pipe or file it is written exactly (scripts rely on it); on a
     terminal it is made safe first, because the model wrote it after reading hostile inputs."""
     if sys.stdout.isatty():
-        from rlm_cli.ui.safe import terminal_safe
-
         answer = terminal_safe(answer)
     sys.stdout.write(answer if answer.endswith("\n") else answer + "\n")
     sys.stdout.flush()

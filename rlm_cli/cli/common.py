@@ -11,6 +11,7 @@ from typing import Annotated, BinaryIO
 import typer
 
 from rlm_cli.errors import RlmError
+from rlm_cli.ui.safe import terminal_safe
 
 ConfigOption = Annotated[
     Path | None,
@@ -27,7 +28,7 @@ def errors_exit() -> Iterator[None]:
     try:
         yield
     except RlmError as error:
-        typer.echo(f"rlm: error: {error}", err=True)
+        typer.echo(f"rlm: error: {terminal_safe(str(error))}", err=True)
         raise typer.Exit(error.exit_code) from None
 
 

@@ -14,6 +14,7 @@ import typer
 
 from rlm_cli.cli.common import ConfigOption, PricesOption, piped_stdin
 from rlm_cli.errors import RlmError, UsageError
+from rlm_cli.ui.safe import json_safe, terminal_safe
 
 if TYPE_CHECKING:
     from rlm_cli.config import Settings
@@ -112,7 +113,7 @@ def input_options(settings: Settings, selection: Selection) -> InputOptions:
 def _warn(message: str) -> None:
     """Warnings about inputs go to stderr as they are found, whatever the view (--quiet too):
     a named file that looks like a secret is about to leave the machine."""
-    print(f"rlm: warning: {message}", file=sys.stderr, flush=True)
+    print(f"rlm: warning: {terminal_safe(message)}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -253,30 +254,32 @@ def inspect_command(
         finally:
             resolved.cleanup()
     except RlmError as exc:
-        typer.echo(f"rlm: error: {exc}", err=True)
+        typer.echo(f"rlm: error: {terminal_safe(str(exc))}", err=True)
         raise typer.Exit(exc.exit_code) from None
 
 
 def _print_table(inputs: Inputs, settings: Settings, cost: CostRange) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from rlm_cli.inputs import format_bytes
     from rlm_cli.inputs.report import one_line, rows
 
     table = Table("path", "size", "est. tokens", "encoding", "status")
     for row in rows(inputs):
+        status = row.status if row.warning is None else f"{row.status} (warning: {row.warning})"
         table.add_row(
-            row.path,
+            Text(terminal_safe(row.path)),  # a Text, not markup: names may hold [brackets]
             "" if row.size is None else format_bytes(row.size),
             "" if row.tokens is None else f"{row.tokens:,}",
             row.encoding,
-            row.status if row.warning is None else f"{row.status} (warning: {row.warning})",
+            Text(terminal_safe(status)),
         )
     # Piped into a file or another program, tables keep whole cells rather than fit 80 columns.
     console = Console() if sys.stdout.isatty() else Console(width=100_000)
     console.print(table)
-    console.print(one_line(inputs), markup=False, highlight=False)
+    console.print(terminal_safe(one_line(inputs)), markup=False, highlight=False)
     console.print(
         f"cost with root {settings.root_model} and worker {settings.worker_model}: "
         f"{cost.describe()} ({COST_NOTE})",
@@ -300,7 +303,7 @@ def _print_json(inputs: Inputs, settings: Settings, cost: CostRange) -> None:
             "assumptions": COST_NOTE,
         },
     }
-    text = json.dumps(data, ensure_ascii=False) + "\n"
+    text = json_safe(json.dumps(data, ensure_ascii=False)) + "\n"
     sys.stdout.buffer.write(text.encode("utf-8", "replace"))  # no lone surrogates on stdout
     sys.stdout.flush()
 

@@ -51,6 +51,7 @@ class RunResult:
     usage: dict[str, Any]
     elapsed_s: float
     error: RlmError | None = None
+    redacted: int = 0  # secrets masked in the prompts sent (--redact-secrets)
     events: list[Event] = field(default_factory=list, repr=False)
 
     @property
@@ -202,6 +203,7 @@ class Run:
             usage=self.ledger.to_json(),
             elapsed_s=round(time.monotonic() - started, 3),
             error=error if isinstance(error, RlmError) else None,
+            redacted=self.tree.router.redacted if self.depth == 0 else self.caller.redacted,
         )
         self.bus.emit(
             RunFinished(
@@ -213,7 +215,7 @@ class Run:
                 usage=result.usage,
                 elapsed_s=result.elapsed_s,
                 error=None if error is None else str(error),
-                redacted=self.tree.router.redacted if self.depth == 0 else self.caller.redacted,
+                redacted=result.redacted,
             )
         )
         return result

@@ -96,9 +96,10 @@ class PlainView:
             cost = usage.get("cost_usd")
             money = "" if not usage else (" · cost unknown" if cost is None else f" · ${cost:.4f}")
             error = f" · {event.error}" if event.error else ""
+            masked = f" · {event.redacted} secret(s) masked" if event.redacted else ""
             return (
                 f"finished {event.status} · {event.iterations} iteration(s) · {event.subcalls} sub-call(s) · "
-                f"{format_usage(usage)}{money} · {event.elapsed_s:.1f}s{error}"
+                f"{format_usage(usage)}{money} · {event.elapsed_s:.1f}s{masked}{error}"
             )
         return None
 

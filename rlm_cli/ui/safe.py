@@ -77,3 +77,13 @@ def terminal_safe(text: str) -> str:
     if _ANY_CONTROL.search(text) is None:
         return text
     return _SEQUENCE.sub(_replace, text)
+
+
+# In JSON text (dumped with ensure_ascii=False), the controls json leaves raw: DEL, C1 and bidi.
+_JSON_RAW = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def json_safe(text: str) -> str:
+    """JSON text with every control character escaped (`\\u009b`): the same value, but nothing a
+    terminal acts on when a `--json` result is printed to one."""
+    return _JSON_RAW.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
