@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -169,12 +170,21 @@ def test_engine_imports_no_ui_or_sdk() -> None:
 
 
 def test_worker_imports_only_the_standard_library() -> None:
+    import ast
+
     import rlm_cli.sandbox.worker as worker
 
-    source = Path(worker.__file__).read_text()
-    assert "rlm_cli" not in "\n".join(
-        x for x in source.splitlines() if x.startswith(("import", "from"))
-    )
+    stdlib = sys.stdlib_module_names
+    for path in Path(worker.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                ok = name.split(".")[0] in stdlib or name.startswith("rlm_cli.sandbox.worker")
+                assert ok, f"{path.name} imports {name}"
 
 
 def test_event_json_is_stable() -> None:

@@ -18,6 +18,7 @@ from conftest import processes_with, wait_until
 from rlm_cli import inputs as rlm_inputs
 from rlm_cli.inputs import Inputs
 from rlm_cli.sandbox.host import PACKAGE_ROOT, CellResult, QueryRequest, Sandbox
+from rlm_cli.sandbox.policy import make_policy
 
 T = TypeVar("T")
 
@@ -600,3 +601,33 @@ def test_an_unprivileged_user_gets_every_layer(tmp_path: Path) -> None:
     assert write.error and "PermissionError" in write.output
     assert own.read_text() == "untouched"
     assert connect.error and read.error
+
+
+def test_processes_of_a_cell_are_held_to_the_memory_limit_together() -> None:
+    """RLIMIT_AS binds each process; the host's watch binds their sum, so forks cannot add up."""
+    hog = (
+        "import os, time\n"
+        "for _ in range(4):\n"
+        "    if os.fork() == 0:\n"
+        "        b = bytearray(200 * 1024 * 1024)\n"
+        "        b[::4096] = b'x' * len(b[::4096])\n"
+        "        time.sleep(60)\n"
+        "time.sleep(60)"
+    )
+    policy = make_policy(
+        "process", input_bytes=1, cell_timeout=30, max_iterations=3, memory_mib=512
+    )
+
+    async def main() -> tuple[CellResult, CellResult]:
+        inputs = rlm_inputs.from_value("c")
+        sandbox = Sandbox(inputs, output_limit=2000, on_query=EchoUpper(), policy=policy)
+        try:
+            await sandbox.start()
+            return await sandbox.execute(hog, 30), await sandbox.execute("print(context)", 10)
+        finally:
+            await sandbox.close()
+            inputs.cleanup()
+
+    hogged, after = asyncio.run(main())
+    assert hogged.restarted and "MiB of memory" in hogged.output
+    assert after.output == "c\n"

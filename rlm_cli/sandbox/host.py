@@ -42,6 +42,8 @@ INTERRUPT_GRACE_S = 0.5
 INFLIGHT_BYTES = 48 * 1024 * 1024
 INFLIGHT_QUERIES = 1024
 STDERR_KEPT = 4000
+MEMORY_CHECK_S = 0.25
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 PR_SET_DUMPABLE = 4
 # Run the worker package from wherever rlm_cli is installed, by any interpreter (tests run it as
 # another user with another Python): -I keeps the environment and the user's site out.
@@ -97,7 +99,7 @@ class _Process:
     exited: asyncio.Future[int]
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stderr_tail: bytearray = field(default_factory=bytearray)
-    violation: str | None = None  # why the host stopped it, when it broke the protocol
+    violation: str | None = None  # why the host stopped it ("broke the protocol (...)")
 
 
 class Sandbox:
@@ -268,7 +270,23 @@ class Sandbox:
             asyncio.create_task(self._read_frames(proc, reader)),
             asyncio.create_task(_keep_tail(errors, proc.stderr_tail)),
         ]
+        if self.policy.mode == "process" and os.path.exists(f"/proc/{popen.pid}/task"):
+            proc.tasks.append(asyncio.create_task(self._watch_memory(proc)))
         return proc
+
+    async def _watch_memory(self, proc: _Process) -> None:
+        """The address-space limit holds per process; this holds the worker and every process
+        its cells started to the same total, so a hundred forks cannot take the machine."""
+        limit = self.policy.memory_bytes
+        while not proc.exited.done():
+            await asyncio.sleep(MEMORY_CHECK_S)
+            used = tree_rss(proc.popen.pid)
+            if used > limit:
+                proc.violation = (
+                    f"used {used >> 20:,} MiB of memory with the processes its cells started "
+                    f"(the limit is {limit >> 20:,} MiB)"
+                )
+                _kill(proc)
 
     async def _stop_process(self) -> None:
         proc, self._proc = self._proc, None
@@ -328,7 +346,7 @@ class Sandbox:
     async def _death_note(self) -> str:
         proc = self._proc
         if proc is not None and proc.violation:
-            return f"The REPL worker broke the protocol ({proc.violation}) and was stopped."
+            return f"The REPL worker was stopped: it {proc.violation}."
         code = None
         if proc is not None:
             with contextlib.suppress(TimeoutError):  # its pipe closed; it is exiting, if not gone
@@ -344,7 +362,7 @@ class Sandbox:
         if proc is None:
             return ""
         if proc.violation:
-            return f"it broke the protocol ({proc.violation})"
+            return f"it {proc.violation}"
         return bytes(proc.stderr_tail).decode("utf-8", "replace").strip()[-500:]
 
     # ----- frames -----
@@ -369,7 +387,7 @@ class Sandbox:
             pass
         except BadFrame as bad:
             # A cell forged a frame or wrote to the protocol pipe: this worker can't be trusted.
-            proc.violation = str(bad)
+            proc.violation = f"broke the protocol ({bad})"
             _kill(proc)
         finally:
             pending = [*self._waiting.values(), self._ready]
@@ -471,6 +489,25 @@ def _watch_exit(popen: subprocess.Popen[bytes]) -> asyncio.Future[int]:
 
     loop.add_reader(pidfd, on_exit)
     return exited
+
+
+def tree_rss(root: int) -> int:
+    """Resident bytes of `root` and all its descendants (Linux /proc; 0 where unreadable)."""
+    total, pending, seen = 0, [root], set()
+    while pending:
+        pid = pending.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            with open(f"/proc/{pid}/statm") as statm:
+                total += int(statm.read().split()[1]) * PAGE
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as children:
+                    pending += [int(child) for child in children.read().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 def _kill(proc: _Process) -> None:
