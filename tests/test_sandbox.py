@@ -631,3 +631,27 @@ def test_processes_of_a_cell_are_held_to_the_memory_limit_together() -> None:
     hogged, after = asyncio.run(main())
     assert hogged.restarted and "MiB of memory" in hogged.output
     assert after.output == "c\n"
+
+
+def test_files_outside_keep_their_content_and_their_metadata(tmp_path: Path) -> None:
+    """Landlock stops reads and writes; the read-only mounts also stop chmod, utime and xattrs
+    (which Landlock does not cover), on files the worker's user owns."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("mine")
+    os.chmod(outside, 0o600)
+    before = os.stat(outside)
+    cells = [
+        f"open({str(outside)!r}).read()",
+        f"open({str(outside)!r}, 'a').write('x')",
+        f"import os; os.chmod({str(outside)!r}, 0o777)",
+        f"import os; os.utime({str(outside)!r}, (0, 0))",
+        f"import os; os.setxattr({str(outside)!r}, 'user.rlm', b'1')",
+        f"import os; os.unlink({str(outside)!r})",
+        "open('scratch.txt', 'w').write('ok'); print(open('scratch.txt').read())",
+    ]
+    *attacks, scratch = run_cells(cells)
+    assert all(result.error for result in attacks), [r.output for r in attacks]
+    after = os.stat(outside)
+    assert outside.read_text() == "mine"
+    assert (after.st_mode, after.st_mtime_ns) == (before.st_mode, before.st_mtime_ns)
+    assert scratch.output == "ok\n"  # its own temporary directory is writable

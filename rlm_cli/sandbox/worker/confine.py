@@ -36,6 +36,7 @@ import signal
 import stat
 import struct
 import sys
+import sysconfig
 from typing import Any, NamedTuple
 
 from rlm_cli.sandbox.worker.protocol import LAYERS, Layer
@@ -113,8 +114,11 @@ def isolate(policy: dict[str, Any]) -> dict[str, Layer]:
     except BlockingIOError:
         pass
     os.close(alive)
-    notes = _mount_private(policy["tmp_dir"], int(policy["tmp_bytes"]))
-    worker = os.fork()
+    try:  # PID 1 must never go on to run cells, whatever fails here
+        notes = _mount_private(policy["tmp_dir"], int(policy["tmp_bytes"]))
+        worker = os.fork()
+    except BaseException:
+        os._exit(1)
     if worker:
         _supervise(worker)  # PID 1: never returns
     os.chdir(policy["tmp_dir"])  # into the tmpfs mounted over the directory
@@ -130,11 +134,14 @@ def _write(path: str, text: str) -> None:
 def _supervise(child: int) -> None:
     """The launcher and PID 1: hold no protocol pipe, ignore the host's SIGINT (meant for the
     cell), reap, and exit with the worker's status. PID 1's exit ends the whole namespace."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    null = os.open(os.devnull, os.O_RDWR)
-    os.dup2(null, 0)
-    os.dup2(null, 1)
     code = 1
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+    except BaseException:
+        os._exit(code)
     while True:
         try:
             pid, status = os.wait()
@@ -149,15 +156,66 @@ def _supervise(child: int) -> None:
 
 
 def _mount_private(tmp_dir: str, tmp_bytes: int) -> list[str]:
+    """In the new mount namespace: a private /proc, every mount of the host read-only (Landlock
+    does not cover chmod, chown, utime or xattrs; a read-only mount does), then the tmpfs."""
     notes = []
     libc = _c()
     _check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
     if libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None) < 0:
         notes.append(f"no private /proc ({os.strerror(ctypes.get_errno())}); /proc is denied")
+    mounts, failed = _read_only_mounts()
+    notes.append(f"{mounts - failed} of {mounts} host mounts read-only")
     options = f"size={tmp_bytes},nr_inodes=65536,mode=700".encode()
     if libc.mount(b"tmpfs", os.fsencode(tmp_dir), b"tmpfs", MS_NOSUID | MS_NODEV, options) < 0:
         notes.append(f"no private tmpfs ({os.strerror(ctypes.get_errno())})")
     return notes
+
+
+# Per-mount options in /proc/self/mountinfo, and their flags. A remount must repeat the flags a
+# mount was locked with by the namespace that made it, or the kernel refuses it.
+MOUNT_FLAGS = {
+    "nosuid": MS_NOSUID,
+    "nodev": MS_NODEV,
+    "noexec": MS_NOEXEC,
+    "noatime": 1024,
+    "nodiratime": 2048,
+    "relatime": 1 << 21,
+}
+MS_RDONLY, MS_REMOUNT, MS_BIND = 1, 32, 4096
+
+
+def _read_only_mounts() -> tuple[int, int]:
+    """Remount every mount of this namespace read-only; returns (mounts, failures). A mount hidden
+    under another cannot be named by its path and fails, but nothing can reach it either."""
+    libc = _c()
+    with open("/proc/self/mountinfo", "rb") as info:
+        lines = info.read().splitlines()
+    failed = 0
+    for line in lines:
+        fields = line.split(b" ")
+        point = _unescape(fields[4])
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY
+        for option in fields[5].split(b","):
+            flags |= MOUNT_FLAGS.get(option.decode(), 0)
+        if libc.mount(None, point, None, flags, None) < 0:
+            failed += 1
+    return len(lines), failed
+
+
+def _unescape(path: bytes) -> bytes:
+    """mountinfo writes space, tab, newline and backslash in a path as a backslash and 3 octal
+    digits."""
+    if b"\\" not in path:
+        return path
+    out, index = bytearray(), 0
+    while index < len(path):
+        if path[index : index + 1] == b"\\" and path[index + 1 : index + 4].isdigit():
+            out.append(int(path[index + 1 : index + 4], 8))
+            index += 4
+        else:
+            out += path[index : index + 1]
+            index += 1
+    return bytes(out)
 
 
 def private_proc() -> bool:
@@ -295,8 +353,7 @@ def _landlock(policy: dict[str, Any], readable: list[str]) -> Layer:
         return layer(False, f"Landlock ruleset refused ({os.strerror(ctypes.get_errno())})")
     read = FS_READ_FILE | FS_READ_DIR | FS_EXECUTE
     rules: dict[str, int] = {}
-    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    for path in (*prefixes, *SYSTEM_READ):
+    for path in (*python_paths(), *SYSTEM_READ):
         rules[path] = read
     if private_proc():  # the host's /proc would show its processes: never granted
         rules["/proc"] = FS_READ_FILE | FS_READ_DIR
@@ -316,6 +373,15 @@ def _landlock(policy: dict[str, Any], readable: list[str]) -> Layer:
     net = "; no TCP bind or connect" if abi >= 4 else "; TCP not covered (ABI < 4)"
     scope = "; no signals or abstract sockets outside" if abi >= 6 else ""
     return layer(True, f"ABI {abi}: read inputs and Python only, write the temp dir{net}{scope}")
+
+
+def python_paths() -> list[str]:
+    """The Python installation, narrowly: the standard library, site-packages and the lib folder
+    above the standard library (libpython), not the whole prefix (which may be a home folder),
+    and the interpreter itself (cells may start it)."""
+    paths = {sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")}
+    paths |= {os.path.dirname(sysconfig.get_path("stdlib")), os.path.realpath(sys.executable)}
+    return sorted(path for path in paths if path and path != "/")
 
 
 def _add_rule(syscall: Any, ruleset: int, path: str, rights: int) -> None:
