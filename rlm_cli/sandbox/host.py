@@ -203,10 +203,21 @@ class Sandbox:
         self._waiting[cell_id] = future
         self._running = cell_id
         started = time.monotonic()
+        frame = {
+            "type": "exec",
+            "id": cell_id,
+            "code": code,
+            "cpu_seconds": self.policy.cpu_per_cell,
+        }
+
+        async def run() -> dict[str, Any]:
+            # The send counts against the time limit too: a worker that stops reading its stdin
+            # would otherwise hold the host in drain() for ever.
+            await self._send(frame)
+            return await asyncio.shield(future)
+
         try:
-            frame = {"type": "exec", "id": cell_id, "code": code}
-            await self._send({**frame, "cpu_seconds": self.policy.cpu_per_cell})
-            message = await asyncio.wait_for(asyncio.shield(future), timeout)
+            message = await asyncio.wait_for(run(), timeout)
             return self._result(message, started)
         except TimeoutError:
             pass
