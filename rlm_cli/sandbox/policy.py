@@ -31,6 +31,9 @@ class Policy:
     processes: int = PROCESSES
     open_files: int = OPEN_FILES
     allow_weaker: bool = False  # host-only: run when some layers are unavailable
+    # Layers the worker leaves out, as if this system lacked them: for testing how runs degrade
+    # (`RLM_SANDBOX_SKIP=landlock,seccomp`); nobody who can set rlm's environment needs a hole.
+    skip: tuple[str, ...] = ()
 
     def wire(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,4 +65,5 @@ def make_policy(
         cpu_per_cell=per_cell,
         cpu_total=int(max(per_cell * (max_iterations + 1), 600)),
         allow_weaker=allow_weaker,
+        skip=tuple(name for name in os.environ.get("RLM_SANDBOX_SKIP", "").split(",") if name),
     )

@@ -77,6 +77,10 @@ def _check(result: int, what: str) -> int:
     return result
 
 
+# Policy.skip: layers left out on purpose, to see how a run behaves on a system without them.
+SKIPPED = "left out on purpose (RLM_SANDBOX_SKIP)"
+
+
 def layer(active: bool, detail: str) -> Layer:
     return {"active": active, "detail": detail}
 
@@ -92,6 +96,8 @@ def isolate(policy: dict[str, Any]) -> dict[str, Layer]:
     """Enter new namespaces; returns (in the worker proper only) the namespaces layer report."""
     if not sys.platform.startswith("linux"):
         return {"namespaces": layer(False, f"not available on {sys.platform}")}
+    if "namespaces" in policy.get("skip", ()):
+        return {"namespaces": layer(False, SKIPPED)}
     uid, gid = os.geteuid(), os.getegid()
     try:
         _check(_c().unshare(NAMESPACES), "unshare")
@@ -238,9 +244,13 @@ def restrict(policy: dict[str, Any], readable: list[str]) -> dict[str, Layer]:
         for name in ("privileges", "landlock", "seccomp"):
             report[name] = layer(False, f"not available on {sys.platform}")
         return report
-    report["privileges"] = _drop_privileges()
-    report["landlock"] = _landlock(policy, readable)
-    report["seccomp"] = _seccomp()
+    steps = {
+        "privileges": _drop_privileges,
+        "landlock": lambda: _landlock(policy, readable),
+        "seccomp": _seccomp,
+    }
+    for name, step in steps.items():
+        report[name] = layer(False, SKIPPED) if name in policy.get("skip", ()) else step()
     return report
 
 
