@@ -679,8 +679,12 @@ class Arena:
             timed_out = True
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGCONT)
-            proc.kill()
-            stdout, stderr = proc.communicate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # rlm is a session leader: its group, by pid
+            try:  # a daemon of the cell may still hold rlm's stdout: do not wait on it forever
+                stdout, stderr = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                stdout, stderr = b"", b"(rlm's stdout/stderr stayed open: held by another process)"
         elapsed = time.monotonic() - started
         stop.set()
         thread.join(5)
