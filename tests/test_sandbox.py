@@ -655,3 +655,31 @@ def test_files_outside_keep_their_content_and_their_metadata(tmp_path: Path) -> 
     assert outside.read_text() == "mine"
     assert (after.st_mode, after.st_mtime_ns) == (before.st_mode, before.st_mtime_ns)
     assert scratch.output == "ok\n"  # its own temporary directory is writable
+
+
+def test_multiprocessing_works_inside_and_shared_pages_count_once() -> None:
+    """A pool of forks over a large context is legitimate: its locks need the private /dev/shm,
+    and the pages the forks share must not count once per fork against the memory limit."""
+    cell = (
+        "import multiprocessing as mp\n"
+        "with mp.get_context('fork').Pool(4) as pool:\n"
+        "    print(sum(pool.map(len, [context[i::4] for i in range(4)])))"
+    )
+    size = 400_000_000  # 4 forks x 400 MB of RSS each would be over the 2 GiB limit
+    (result,) = run_cells([cell], "x" * size, timeout=60)
+    assert result.output == f"{size}\n" and not result.restarted
+
+
+def test_a_fork_bomb_is_stopped_at_the_process_limit() -> None:
+    bomb = (
+        "import os, time\n"
+        "for _ in range(2000):\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(60)\n"
+        "        os._exit(0)\n"
+        "time.sleep(60)"
+    )
+    bombed, after = run_cells([bomb, "print(context)"], "c", timeout=30)
+    assert bombed.restarted
+    assert "processes" in bombed.output or "MiB of memory" in bombed.output
+    assert after.output == "c\n"

@@ -42,7 +42,7 @@ INTERRUPT_GRACE_S = 0.5
 INFLIGHT_BYTES = 48 * 1024 * 1024
 INFLIGHT_QUERIES = 1024
 STDERR_KEPT = 4000
-MEMORY_CHECK_S = 0.25
+WATCH_S = 0.1
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 PR_SET_DUMPABLE = 4
 # Run the worker package from wherever rlm_cli is installed, by any interpreter (tests run it as
@@ -282,22 +282,31 @@ class Sandbox:
             asyncio.create_task(_keep_tail(errors, proc.stderr_tail)),
         ]
         if self.policy.mode == "process" and os.path.exists(f"/proc/{popen.pid}/task"):
-            proc.tasks.append(asyncio.create_task(self._watch_memory(proc)))
+            proc.tasks.append(asyncio.create_task(self._watch(proc)))
         return proc
 
-    async def _watch_memory(self, proc: _Process) -> None:
-        """The address-space limit holds per process; this holds the worker and every process
-        its cells started to the same total, so a hundred forks cannot take the machine."""
-        limit = self.policy.memory_bytes
+    async def _watch(self, proc: _Process) -> None:
+        """The address-space limit holds per process, and the kernel does not apply the process
+        limit to root's uid; this holds the worker and every process its cells started to the
+        same memory in total and the same number of processes, so forks cannot take the machine."""
+        memory, most = self.policy.memory_bytes, self.policy.processes
         while not proc.exited.done():
-            await asyncio.sleep(MEMORY_CHECK_S)
-            used = tree_rss(proc.popen.pid)
-            if used > limit:
+            await asyncio.sleep(WATCH_S)
+            used, pids = tree_usage(proc.popen.pid)
+            processes = len(pids)
+            if used > memory:  # RSS counts pages forks share once in each: confirm by PSS
+                used = sum(_pss(pid) for pid in pids)
+            if used > memory:
                 proc.violation = (
                     f"used {used >> 20:,} MiB of memory with the processes its cells started "
-                    f"(the limit is {limit >> 20:,} MiB)"
+                    f"(the limit is {memory >> 20:,} MiB)"
                 )
-                _kill(proc)
+            elif processes > most + 2:  # the launcher and PID 1 are not the cells'
+                proc.violation = f"started more than {most} processes (the limit)"
+            else:
+                continue
+            _kill(proc)
+            return
 
     async def _stop_process(self) -> None:
         proc, self._proc = self._proc, None
@@ -502,8 +511,9 @@ def _watch_exit(popen: subprocess.Popen[bytes]) -> asyncio.Future[int]:
     return exited
 
 
-def tree_rss(root: int) -> int:
-    """Resident bytes of `root` and all its descendants (Linux /proc; 0 where unreadable)."""
+def tree_usage(root: int) -> tuple[int, list[int]]:
+    """Resident bytes of `root` and all its descendants, and their pids (Linux /proc; what
+    cannot be read counts as nothing)."""
     total, pending, seen = 0, [root], set()
     while pending:
         pid = pending.pop()
@@ -518,7 +528,20 @@ def tree_rss(root: int) -> int:
                     pending += [int(child) for child in children.read().split()]
         except (OSError, ValueError, IndexError):
             continue
-    return total
+    return total, sorted(seen)
+
+
+def _pss(pid: int) -> int:
+    """Proportional set size: shared pages split among the processes sharing them. Dearer to
+    read than RSS (the kernel walks the page tables), so only read to confirm."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _kill(proc: _Process) -> None:

@@ -53,7 +53,9 @@ class PlainView:
                 f"{inputs.get('files', 0)} input(s), {event.context_meta.get('chars', 0):,} chars, "
                 f"~{format_tokens(inputs.get('estimated_tokens', 0))} tokens"
             )
-            return line if event.depth else f"{line}\nrlm: {sandbox_line(event.sandbox)}"
+            if event.depth or not event.sandbox:  # children share it; old traces have none
+                return line
+            return f"{line}\nrlm: {sandbox_line(event.sandbox)}"
         if isinstance(event, IterationStarted):
             last = " (last turn: asking for the best answer)" if event.last_turn else ""
             return f"iteration {event.iteration}/{event.max_iterations}{last}"

@@ -100,11 +100,11 @@ def _header(run: RunTree) -> RenderableType:
     tokens = f"~{format_tokens(int(inputs.get('estimated_tokens', 0)))} tokens"
     grid.add_row("inputs", Text(terminal_safe(files + tokens)))
     grid.add_row("models", Text(f"root {run.root_model} · worker {run.sub_model}"))
-    line = sandbox_line(run.sandbox)
-    weak = run.sandbox.get("mode") == "none" or "WEAKER" in line
-    grid.add_row(
-        "sandbox", Text(terminal_safe(line.removeprefix("sandbox ")), "bold red" if weak else "")
-    )
+    if run.sandbox:  # traces from before the sandbox have none
+        line = sandbox_line(run.sandbox)
+        weak = run.sandbox.get("mode") == "none" or "WEAKER" in line
+        style = "bold red" if weak else ""
+        grid.add_row("sandbox", Text(terminal_safe(line.removeprefix("sandbox ")), style))
     return grid
 
 

@@ -169,11 +169,19 @@ def _mount_private(tmp_dir: str, tmp_bytes: int) -> list[str]:
     _check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
     if libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None) < 0:
         notes.append(f"no private /proc ({os.strerror(ctypes.get_errno())}); /proc is denied")
+    else:
+        PRIVATE.add("/proc")
     mounts, failed = _read_only_mounts()
     notes.append(f"{mounts - failed} of {mounts} host mounts read-only")
     options = f"size={tmp_bytes},nr_inodes=65536,mode=700".encode()
     if libc.mount(b"tmpfs", os.fsencode(tmp_dir), b"tmpfs", MS_NOSUID | MS_NODEV, options) < 0:
         notes.append(f"no private tmpfs ({os.strerror(ctypes.get_errno())})")
+    # multiprocessing's locks and shared_memory live in /dev/shm: a small private one.
+    options = f"size={min(tmp_bytes, SHM_BYTES)},nr_inodes=4096,mode=1777".encode()
+    if libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, options) < 0:
+        notes.append(f"no private /dev/shm ({os.strerror(ctypes.get_errno())})")
+    else:
+        PRIVATE.add("/dev/shm")
     return notes
 
 
@@ -188,6 +196,7 @@ MOUNT_FLAGS = {
     "relatime": 1 << 21,
 }
 MS_RDONLY, MS_REMOUNT, MS_BIND = 1, 32, 4096
+SHM_BYTES = 256 * 1024 * 1024
 
 
 def _read_only_mounts() -> tuple[int, int]:
@@ -224,13 +233,9 @@ def _unescape(path: bytes) -> bytes:
     return bytes(out)
 
 
-def private_proc() -> bool:
-    """True when /proc is this PID namespace's own (PID 1 is our supervisor, not the host's)."""
-    try:
-        with open("/proc/1/cmdline", "rb") as handle:
-            return b"rlm_cli.sandbox.worker" in handle.read()
-    except OSError:
-        return False
+# What PID 1 mounted privately; the worker, forked after, inherits the record. Nothing of the
+# host's (/proc, /dev/shm) is ever granted to Landlock in their place.
+PRIVATE: set[str] = set()
 
 
 # ----- step 2: limits, privileges, Landlock, seccomp -----
@@ -365,12 +370,14 @@ def _landlock(policy: dict[str, Any], readable: list[str]) -> Layer:
     rules: dict[str, int] = {}
     for path in (*python_paths(), *SYSTEM_READ):
         rules[path] = read
-    if private_proc():  # the host's /proc would show its processes: never granted
+    if "/proc" in PRIVATE:  # the host's /proc would show its processes
         rules["/proc"] = FS_READ_FILE | FS_READ_DIR
     rules.update(DEVICES)
     for path in readable:
         rules[path] = rules.get(path, 0) | FS_READ_FILE
     rules[policy["tmp_dir"]] = fs & ~FS_IOCTL_DEV
+    if "/dev/shm" in PRIVATE:
+        rules["/dev/shm"] = fs & ~FS_IOCTL_DEV
     try:
         for path, rights in rules.items():
             _add_rule(syscall, ruleset, path, rights & fs)
