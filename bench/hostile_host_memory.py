@@ -20,8 +20,7 @@ import time
 
 # Finds the worker's protocol pipe (the write end: a FIFO opened write-only) from inside a cell.
 FIND_PIPE = (
-    "import os, fcntl, stat, struct, json\n"
-    "pipe = next(fd for fd in range(3, 64) if _is_out(fd))\n"
+    "import os, fcntl, stat, struct, json\npipe = next(fd for fd in range(3, 64) if _is_out(fd))\n"
 )
 IS_OUT = (
     "def _is_out(fd):\n"
@@ -38,7 +37,8 @@ SCENARIOS = {
     "print 1 GB": "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(1024):\n    sys.stdout.write(chunk)",
     "1 GB to fd 1 (os.write)": "import os\nchunk = b'y' * (1 << 20)\nfor _ in range(1024):\n    os.write(1, chunk)",
     "FINAL of 300 MB": "FINAL('z' * 300_000_000)",
-    "forged 4 GB frame header": FIND_PIPE + "os.write(pipe, struct.pack('>I', 0xFFFFFFF0) + b'{')\nimport time; time.sleep(3)",
+    "forged 4 GB frame header": FIND_PIPE
+    + "os.write(pipe, struct.pack('>I', 0xFFFFFFF0) + b'{')\nimport time; time.sleep(3)",
     "forged 30 MB result frame": FIND_PIPE
     + "body = json.dumps({'type': 'result', 'id': 1, 'output': 'o' * 30_000_000, 'output_chars': 1,"
     " 'error': False, 'interrupted': False, 'final': None, 'final_source': None}).encode()\n"
@@ -80,7 +80,9 @@ def run(name: str, cell: str, tmp: str) -> tuple[float, float, bytes]:
     )
     elapsed = time.perf_counter() - started
     if proc.returncode != 0 or proc.stdout != b"ok\n":
-        raise SystemExit(f"{name}: the run did not answer: {proc.returncode} {proc.stderr[-500:]!r}")
+        raise SystemExit(
+            f"{name}: the run did not answer: {proc.returncode} {proc.stderr[-500:]!r}"
+        )
     with open(rss_file) as handle:
         return int(handle.read()) / 1024, elapsed, proc.stderr
 

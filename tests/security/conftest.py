@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hostile import Arena
+
+from security.hostile import Arena
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 
-from hostile import Arena
+from security.hostile import Arena
 
 CONNECT_OUT = r"""
 M = T['mark'].encode()

@@ -8,7 +8,7 @@ TracerPid, limits), its exit code, secrets scanned for as everywhere, and the re
 
 from __future__ import annotations
 
-from hostile import Arena
+from security.hostile import Arena
 
 KILL_HOST = r"""
 # Only this run's host (found by its script path in the cmdline), never anything else.

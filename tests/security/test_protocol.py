@@ -12,7 +12,8 @@ header that claims 4 GB only recovers at the cell timeout), and the host's peak 
 from __future__ import annotations
 
 import pytest
-from hostile import Arena
+
+from security.hostile import Arena
 
 FRAMES = r"""
 import fcntl, struct

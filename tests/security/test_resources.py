@@ -10,7 +10,8 @@ memory, the limits in /proc/<pid>/limits.
 from __future__ import annotations
 
 import pytest
-from hostile import Arena, GiB
+
+from security.hostile import Arena, GiB
 
 NAME_ME = r"""
 import ctypes

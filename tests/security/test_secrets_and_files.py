@@ -22,7 +22,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from hostile import Arena, Outcome
+
+from security.hostile import Arena, Outcome
 
 READ_HOST_ENVIRON = r"""
 # The API keys live in the host's environment: read them from /proc.

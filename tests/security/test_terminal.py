@@ -15,7 +15,7 @@ import pty
 import select
 import time
 
-from hostile import Arena
+from security.hostile import Arena
 
 ESCAPES = r"""
 E = '\x1b]52;c;' + 'cm0gLXJmIH4=' + '\x07' + '\x1b]0;pwned title\x07' + '\x1b[2J' + '\x9b31m' + '\x1b]8;;http://evil.example\x1b\\link'
