@@ -9,7 +9,7 @@ from typing import Any
 from rlm_cli.config import Settings, load_settings
 from rlm_cli.engine.cache import ReplyCache
 from rlm_cli.engine.run import Run, RunResult, Tree
-from rlm_cli.events import Event, EventBus, EventHandler
+from rlm_cli.events import Event, EventBus, EventHandler, SubscriberErrorHandler
 from rlm_cli.inputs import Inputs, from_value
 from rlm_cli.providers import Provider, make_providers
 from rlm_cli.trace.writer import TraceWriter
@@ -67,23 +67,27 @@ class RLM:
         on_event: EventHandler | None = None,
         *,
         keep_events: bool = True,
+        on_subscriber_error: SubscriberErrorHandler | None = None,
     ) -> RunResult:
         """Like `acompletion`, but a failed run is returned (status "error"), not raised.
         `keep_events=False` leaves `result.events` empty, so memory stays flat however long
-        the run (the CLI streams events to its views and the trace instead)."""
+        the run (the CLI streams events to its views and the trace instead). A subscriber that
+        raises is dropped and reported to `on_subscriber_error` (default: a line on stderr)."""
         events: list[Event] = []
-        bus = EventBus([events.append] if keep_events else [])
-        if on_event is not None:
-            bus.subscribe(on_event)
+        bus = EventBus(on_error=on_subscriber_error)
         inputs = context if isinstance(context, Inputs) else from_value(context)
         trace = None
         cache = None
         self._active += 1
         try:
-            if self.settings.trace:
+            if self.settings.trace:  # first, so it has every event whatever the others do
                 trace = TraceWriter(self.settings.trace, full=self.settings.trace_full)
                 trace.header(question, self.settings.public(), inputs.summary())
                 bus.subscribe(trace)
+            if keep_events:
+                bus.subscribe(events.append)
+            if on_event is not None:
+                bus.subscribe(on_event)
             cache = self._cache()
             tree = Tree(self.settings, self._root, self._worker, bus, cache)
             result = await Run(question, inputs, tree).execute()

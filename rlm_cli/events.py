@@ -7,6 +7,7 @@ the rest are its fields. Adding fields is fine; renaming one breaks traces and m
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -214,15 +215,42 @@ def event_from_json(data: dict[str, Any]) -> Event | None:
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
-class EventBus:
-    """Fans events out to subscribers, in subscription order, synchronously."""
+SubscriberErrorHandler = Callable[[EventHandler, BaseException], None]
 
-    def __init__(self, handlers: list[EventHandler] | None = None) -> None:
+
+class EventBus:
+    """Fans events out to subscribers, in subscription order, synchronously.
+
+    A subscriber that raises is dropped and reported to `on_error` once: a view or a trace
+    must never be able to end the run it watches, nor keep the other subscribers from an event.
+    """
+
+    def __init__(
+        self,
+        handlers: list[EventHandler] | None = None,
+        on_error: SubscriberErrorHandler | None = None,
+    ) -> None:
         self._handlers: list[EventHandler] = list(handlers or [])
+        self._on_error = on_error or _warn
 
     def subscribe(self, handler: EventHandler) -> None:
         self._handlers.append(handler)
 
     def emit(self, event: Event) -> None:
+        failed = []
         for handler in self._handlers:
-            handler(event)
+            try:
+                handler(event)
+            except Exception as exc:
+                failed.append(handler)
+                self._on_error(handler, exc)
+        for handler in failed:
+            self._handlers.remove(handler)
+
+
+def _warn(handler: EventHandler, error: BaseException) -> None:
+    name = getattr(handler, "__qualname__", type(handler).__name__)
+    sys.stderr.write(
+        f"rlm: warning: {name} failed ({type(error).__name__}: {error}) and was turned off; "
+        "the run goes on\n"
+    )

@@ -314,7 +314,15 @@ def _run(
 
         try:
             result = asyncio.run(
-                _until_terminated(rlm.run(inputs, question, on_event=on_event, keep_events=False))
+                _until_terminated(
+                    rlm.run(
+                        inputs,
+                        question,
+                        on_event=on_event,
+                        keep_events=False,
+                        on_subscriber_error=lambda _, error: _view_failed(error, debug),
+                    )
+                )
             )
         finally:
             watcher.close()  # the live view must be done drawing before anything else prints
@@ -417,6 +425,17 @@ def _fail(
     if as_json:
         _print_json(data or result_json({"status": error.status, "error": error}, trace_path))
     return error.exit_code
+
+
+def _view_failed(error: BaseException, debug: bool) -> None:
+    """The progress view raised: it is turned off, and the run (and its trace) go on."""
+    if debug:
+        traceback.print_exception(error)
+    print(
+        f"rlm: warning: the progress view failed ({type(error).__name__}: "
+        f"{terminal_safe(str(error))}) and was turned off; the run goes on",
+        file=sys.stderr,
+    )
 
 
 def _print_json(data: dict[str, Any]) -> None:

@@ -332,7 +332,10 @@ class Run:
         provider = self.tree.root if self.depth == 0 else self.tree.worker
         router = self.tree.router
         cache = router.cache if self.settings.cache_root else None
-        key = cache.key(provider.name, request, router.cache_extra) if cache else None
+        # The endpoint in the key is the one this call goes to (a child's root calls use the
+        # worker's), so replies from two servers never share a key.
+        extra = self.settings.cache_key_settings(worker=self.depth > 0)
+        key = cache.key(provider.name, request, extra) if cache else None
         completion = cache.get(key) if cache and key else None
         cached = completion is not None
         if completion is not None:
