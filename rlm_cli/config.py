@@ -62,6 +62,10 @@ class Settings:
     worker_memory_mb: int | None = None
     # Mask obvious secrets (API keys, private keys, tokens) in sub-call prompts before sending.
     redact_secrets: bool = False
+    # Exit 7 ("answered, but sub-calls failed") instead of 0 when any sub-call failed.
+    strict: bool = False
+    # On a terminal, ask before a run whose high cost estimate is above this many US dollars.
+    confirm_above_usd: float = 5.0
     # Where each non-default value came from ("config file PATH" or "flag"); not a setting itself.
     origin: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -130,6 +134,7 @@ class Settings:
         _check(
             0 < self.max_memory_share <= 0.9, "max_memory_share", "must be more than 0, at most 0.9"
         )
+        _check(self.confirm_above_usd >= 0, "confirm_above_usd", "must be 0 or more")
         _check(self.sandbox in SANDBOXES, "sandbox", "must be process or none")
         _check(
             self.worker_memory_mb is None or self.worker_memory_mb >= 256,

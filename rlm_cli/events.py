@@ -171,6 +171,9 @@ class RunFinished(Event):
     # Secrets masked by --redact-secrets in the prompts sent: the top run counts its whole tree,
     # a child run its own prompts.
     redacted: int = 0
+    # Sub-calls that failed, and by kind (see RunResult); for the top run, its whole tree.
+    subcalls_failed: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
 
 
 _FIELD_NAMES: dict[type[Event], tuple[str, ...]] = {}

@@ -52,6 +52,10 @@ class RunResult:
     elapsed_s: float
     error: RlmError | None = None
     redacted: int = 0  # secrets masked in the prompts sent (--redact-secrets)
+    # Sub-calls that returned an error string instead of a reply, and how many by kind
+    # ("budget", "provider", "context_length", "timeout", "other").
+    subcalls_failed: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list, repr=False)
 
     @property
