@@ -18,7 +18,7 @@ from conftest import processes_with, wait_until
 from rlm_cli import inputs as rlm_inputs
 from rlm_cli.inputs import Inputs
 from rlm_cli.sandbox.host import PACKAGE_ROOT, CellResult, QueryRequest, Sandbox
-from rlm_cli.sandbox.policy import make_policy
+from rlm_cli.sandbox.policy import PROCESSES, make_policy
 
 T = TypeVar("T")
 
@@ -671,15 +671,25 @@ def test_multiprocessing_works_inside_and_shared_pages_count_once() -> None:
 
 
 def test_a_fork_bomb_is_stopped_at_the_process_limit() -> None:
+    """The kernel refuses forks past RLIMIT_NPROC (as root too: the worker's real uid is
+    `nobody` on the host); where it could not, the host's watch replaces the worker."""
     bomb = (
         "import os, time\n"
+        "started = 0\n"
         "for _ in range(2000):\n"
-        "    if os.fork() == 0:\n"
+        "    try:\n"
+        "        pid = os.fork()\n"
+        "    except OSError:\n"
+        "        break\n"
+        "    if pid == 0:\n"
         "        time.sleep(60)\n"
         "        os._exit(0)\n"
-        "time.sleep(60)"
+        "    started += 1\n"
+        "print(started)"
     )
     bombed, after = run_cells([bomb, "print(context)"], "c", timeout=30)
-    assert bombed.restarted
-    assert "processes" in bombed.output or "MiB of memory" in bombed.output
+    if bombed.restarted:
+        assert "processes" in bombed.output or "MiB of memory" in bombed.output
+    else:
+        assert int(bombed.output) < PROCESSES
     assert after.output == "c\n"

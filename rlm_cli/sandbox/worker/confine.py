@@ -98,12 +98,8 @@ def isolate(policy: dict[str, Any]) -> dict[str, Layer]:
         return {"namespaces": layer(False, f"not available on {sys.platform}")}
     if "namespaces" in policy.get("skip", ()):
         return {"namespaces": layer(False, SKIPPED)}
-    uid, gid = os.geteuid(), os.getegid()
     try:
-        _check(_c().unshare(NAMESPACES), "unshare")
-        _write("/proc/self/setgroups", "deny")
-        _write("/proc/self/uid_map", f"0 {uid} 1")
-        _write("/proc/self/gid_map", f"0 {gid} 1")
+        _enter_namespaces()
     except OSError as exc:
         return {"namespaces": layer(False, f"cannot create namespaces ({exc})")}
     alive, held = os.pipe()  # the launcher holds `held` open until it exits
@@ -130,6 +126,62 @@ def isolate(policy: dict[str, Any]) -> dict[str, Layer]:
     os.chdir(policy["tmp_dir"])  # into the tmpfs mounted over the directory
     detail = "user, pid, mount, ipc, uts, net; no host processes, loopback down"
     return {"namespaces": layer(True, "; ".join([detail, *notes]))}
+
+
+# Inside uid that the worker takes as its real uid, mapped to an unprivileged host uid. The kernel
+# does not apply RLIMIT_NPROC to a task whose real uid is host root, so a worker started by root
+# keeps root only as its effective uid (for reading the Python installation, which may be in
+# /root) and counts its processes as `nobody`'s (`drop_real_uid`; seccomp then forbids changing).
+REAL_UID = 1
+NOBODY = 65534
+mapped_nobody = False
+
+
+def _enter_namespaces() -> None:
+    """unshare, then map the caller's own uid and gid to 0 inside. As root, a helper left in the
+    host's namespace also maps REAL_UID to `nobody` (only a process with CAP_SETUID in the parent
+    namespace may write a map of more than the caller's own id)."""
+    global mapped_nobody
+    uid, gid = os.geteuid(), os.getegid()
+    if uid != 0:
+        _check(_c().unshare(NAMESPACES), "unshare")
+        _write("/proc/self/setgroups", "deny")
+        _write("/proc/self/uid_map", f"0 {uid} 1")
+        _write("/proc/self/gid_map", f"0 {gid} 1")
+        return
+    launcher = os.getpid()
+    go_read, go_write = os.pipe()
+    helper = os.fork()
+    if helper == 0:
+        code = 1
+        try:
+            os.close(go_write)
+            if os.read(go_read, 1) == b"x":
+                _write(f"/proc/{launcher}/uid_map", f"0 0 1\n{REAL_UID} {NOBODY} 1\n")
+                _write(f"/proc/{launcher}/gid_map", f"0 0 1\n{REAL_UID} {NOBODY} 1\n")
+                code = 0
+        finally:
+            os._exit(code)
+    os.close(go_read)
+    try:
+        _check(_c().unshare(NAMESPACES), "unshare")
+    finally:
+        os.write(go_write, b"x")  # after a failed unshare, the maps fail too: harmless
+        os.close(go_write)
+        _, status = os.waitpid(helper, 0)
+    if status != 0:
+        _write("/proc/self/uid_map", "0 0 1")
+        _write("/proc/self/gid_map", "0 0 1")
+    mapped_nobody = status == 0
+
+
+def drop_real_uid() -> bool:
+    """The worker's real uid becomes `nobody` on the host (see REAL_UID), so RLIMIT_NPROC holds."""
+    if not mapped_nobody:
+        return False
+    os.setresgid(REAL_UID, 0, 0)
+    os.setresuid(REAL_UID, 0, 0)
+    return True
 
 
 def _write(path: str, text: str) -> None:
@@ -292,6 +344,7 @@ def _limits(policy: dict[str, Any]) -> Layer:
 def _drop_privileges() -> Layer:
     libc = _c()
     try:
+        nobody = drop_real_uid()  # while CAP_SETUID is still held
         _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
         cap = 0
         while libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0 or ctypes.get_errno() == errno.EPERM:
@@ -307,7 +360,8 @@ def _drop_privileges() -> Layer:
     caps = _status_field("CapEff"), _status_field("CapPrm"), _status_field("CapBnd")
     if any(value not in (None, "0000000000000000") for value in caps):
         return layer(False, f"capabilities remain (effective {caps[0]}, bounding {caps[2]})")
-    return layer(True, "no_new_privs; every capability dropped")
+    detail = "no_new_privs; every capability dropped"
+    return layer(True, detail + ("; real uid nobody" if nobody else ""))
 
 
 def _status_field(name: str) -> str | None:
@@ -424,7 +478,8 @@ class Numbers(NamedTuple):
     ioctl: int
     clone: int
     # ptrace, process_vm_readv/writev, keyctl, add_key, request_key, bpf, perf_event_open,
-    # userfaultfd, unshare, setns, mount, umount2, pivot_root.
+    # userfaultfd, unshare, setns, mount, umount2, pivot_root; then the set*id calls (the real
+    # uid must stay what drop_real_uid made it).
     blocked: tuple[int, ...]
 
 
@@ -437,7 +492,12 @@ SYSCALLS = {
         (101, 310, 311, 250, 248, 249, 321, 298, 323, 272, 308, 165, 166, 155),
     ),
     "aarch64": Numbers(
-        0xC00000B7, 198, 29, 220, (117, 270, 271, 219, 217, 218, 280, 241, 282, 97, 268, 40, 39, 41)
+        0xC00000B7,
+        198,
+        29,
+        220,
+        (117, 270, 271, 219, 217, 218, 280, 241, 282, 97, 268, 40, 39, 41)
+        + (143, 144, 145, 146, 147, 149, 151, 152, 159),
     ),
 }
 IO_URING = (425, 426, 427)  # the same on every architecture, as is clone3
@@ -506,7 +566,7 @@ def _seccomp() -> Layer:
         _check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, fprog, 0, 0), "seccomp")
     except OSError as exc:
         return layer(False, f"the filter was refused ({exc})")
-    return layer(True, "no Unix or raw sockets, TIOCSTI, io_uring, ptrace, keyrings, bpf")
+    return layer(True, "no Unix or raw sockets, TIOCSTI, io_uring, ptrace, keyrings, bpf, set*id")
 
 
 def _assemble(program: list[Instruction | str]) -> bytes:
