@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,16 @@ import yaml
 from rlm_cli.errors import ConfigError
 
 PATH_SETTINGS = frozenset({"script", "prices"})
+# Settings that name an environment variable holding a key (never the key itself).
+KEY_ENV_SETTINGS = {"api_key_env": "--api-key-env", "sub_api_key_env": "--sub-api-key-env"}
+# Shown, traced and put in --json instead of a value that looks like an API key.
+HIDDEN = "<hidden: looks like an API key>"
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Prefixes of vendors' keys (OpenAI sk-/sk-proj-, Anthropic sk-ant-, Groq gsk_, Hugging Face
+# hf_, GitHub ghp_/github_pat_, xAI xai-, Google AIza, AWS AKIA) followed by key characters.
+KEY_PATTERN = re.compile(
+    r"\b(?:sk-|sk_|gsk_|hf_|ghp_|gho_|github_pat_|xai-|AIza|AKIA)[A-Za-z0-9_\-]{8,}"
+)
 
 
 @dataclass(frozen=True)
@@ -78,11 +89,23 @@ class Settings:
         return self.sub_provider or self.provider
 
     @property
+    def worker_base_url(self) -> str | None:
+        """The worker's endpoint when it is not its provider's default: --sub-base-url, or the
+        root's --base-url when the worker uses the root's provider."""
+        same_provider = self.sub_provider in (None, self.provider)
+        return self.sub_base_url or (self.base_url if same_provider else None)
+
+    @property
     def worker_model(self) -> str:
         if self.sub_model:
             return self.sub_model
         if self.sub_provider and self.sub_provider != self.provider:
             return DEFAULT_SUB_MODELS.get(self.sub_provider, self.sub_provider)
+        if self.worker_base_url is not None:
+            # A server of the user's (--base-url) serves the models it serves: OpenAI's default
+            # worker model would be a 404 on every sub-call, the root's model is known to work.
+            # (A worker on another server, --sub-base-url, must be named: see make_providers.)
+            return self.root_model
         return DEFAULT_SUB_MODELS.get(self.provider, self.root_model)
 
     def cache_key_settings(self, *, worker: bool = True) -> dict[str, Any]:
@@ -96,15 +119,24 @@ class Settings:
         }
 
     def public(self) -> dict[str, Any]:
-        """The settings as recorded in traces and `--json`: no secrets live in Settings."""
+        """The settings as recorded in traces and `--json`. No secrets belong in Settings, but
+        a key pasted where a name or URL goes is hidden rather than recorded."""
         data = {
             f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "origin"
         }
         data["root_model"] = self.root_model
         data["worker_model"] = self.worker_model
-        return data
+        return public_values(data)
 
     def validate(self) -> Settings:
+        for name, flag in KEY_ENV_SETTINGS.items():
+            value = getattr(self, name)
+            if isinstance(value, str) and not is_env_name(value):
+                # Never echo it: the usual mistake is pasting the key itself here.
+                raise ConfigError(
+                    f"setting {name}: {flag} takes the NAME of an environment variable, e.g. "
+                    "OPENAI_API_KEY; the value given looks like a key itself and is not shown"
+                )
         _check(
             self.reasoning_effort in (None, "low", "medium", "high"),
             "reasoning_effort",
@@ -152,6 +184,40 @@ DEFAULT_SUB_MODELS = {
     "scripted": "scripted-worker",
 }
 FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Settings)) - {"origin"}
+
+
+def is_env_name(value: str) -> bool:
+    """Whether `value` reads as an environment variable's name, not as a key pasted in its
+    place: a valid name (letters, digits, _), with no vendor key prefix, and not a long random
+    token (20+ characters of letters and digits in mixed case, or with no _ at all)."""
+    if not ENV_NAME.fullmatch(value) or KEY_PATTERN.match(value):
+        return False
+    if len(value) >= 20 and any(c.isdigit() for c in value):
+        mixed_case = value != value.upper() and value != value.lower()
+        return not mixed_case and "_" in value
+    return True
+
+
+def looks_like_key(value: object) -> bool:
+    """Whether a setting's value holds something shaped like a vendor's API key."""
+    return isinstance(value, str) and KEY_PATTERN.search(value) is not None
+
+
+def mask_keys(text: str) -> str:
+    """`text` with everything shaped like a vendor's API key replaced by ***."""
+    return KEY_PATTERN.sub("***", text)
+
+
+def public_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Setting values safe to print, trace or put in --json: a value that looks like a key
+    (anywhere; in a key-variable setting, anything that is not a variable name) is hidden."""
+    safe = {}
+    for name, value in values.items():
+        hidden = looks_like_key(value) or (
+            name in KEY_ENV_SETTINGS and isinstance(value, str) and not is_env_name(value)
+        )
+        safe[name] = HIDDEN if hidden else value
+    return safe
 
 
 def _check(ok: bool, name: str, what: str) -> None:
@@ -231,4 +297,6 @@ def _check_types(settings: Settings) -> None:
         ok = isinstance(value, accepted[kind]) and (kind == "bool" or not isinstance(value, bool))
         if not ok:
             where = settings.origin.get(f.name, "default")
-            raise ConfigError(f"setting {f.name} ({where}): expected {kind}, got {value!r}")
+            shown = public_values({f.name: value})[f.name]
+            shown = shown if shown == HIDDEN else repr(value)
+            raise ConfigError(f"setting {f.name} ({where}): expected {kind}, got {shown}")

@@ -4,6 +4,16 @@ formats (JSON and SSE streaming), so the real SDKs can be tested without the net
 Requests with a system prompt are root calls and get the next reply from `root`; the others are
 sub-calls, answered by `sub(prompt)`. `faults` are consumed first, one per matching request.
 Every successful request's usage is recorded in `reported`, to compare with rlm's totals.
+
+Options make it behave like particular real servers (all off by default):
+- `models`: serve only these model names; others get the 404 OpenAI and vLLM send.
+- `paths`: serve only these URL paths; others get llama.cpp's 404 ("File Not Found").
+- `stream_usage=False`: no usage in OpenAI streams (llama.cpp ignores `stream_options`).
+- `max_tokens_param`: the one reply-length parameter honoured ("max_tokens", as llama.cpp;
+  it ignores `max_completion_tokens`): a longer reply is cut there, finish reason "length".
+- `chunk_delay_s` / `stream_pieces`: slow streams, a delay before each of so many deltas.
+- `parallel`: requests handled at once; one more arriving cuts the running streams, as
+  llama.cpp does with its default slot (the cut reply is given back and not reported).
 """
 
 from __future__ import annotations
@@ -37,10 +47,19 @@ class FakeLLM:
     reported: list[dict[str, int]] = field(default_factory=list)
     cached_tokens: int = 0  # reported as cache reads on every root call after the first
     latency_s: float = 0.0  # added to every request, as a real model's time to answer
+    models: tuple[str, ...] | None = None
+    paths: tuple[str, ...] | None = None
+    stream_usage: bool = True
+    max_tokens_param: str | None = None
+    chunk_delay_s: float = 0.0
+    stream_pieces: int = 4
+    parallel: int | None = None
+    cut_streams: int = 0  # streams cut by a request arriving beyond `parallel`
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._root_calls = 0
+        self._streaming: list[_Response] = []  # streams being written, for `parallel`
         self._loop = asyncio.new_event_loop()
         self._server = self._loop.run_until_complete(
             asyncio.start_server(
@@ -105,6 +124,15 @@ class FakeLLM:
             with self._lock:
                 self._root_calls -= 1
 
+    def arrived(self) -> None:
+        """A request came in: beyond `parallel`, it cuts the streams being written."""
+        if self.parallel is None:
+            return
+        with self._lock:
+            if len(self._streaming) >= self.parallel:
+                for response in self._streaming:
+                    response.interrupted = True
+
 
 @dataclass
 class _Response:
@@ -113,6 +141,9 @@ class _Response:
     headers: dict[str, str] = field(default_factory=dict)
     events: list[str] | None = None  # a streamed (SSE) reply
     cut: bool = False  # close the connection half-way through the stream
+    interrupted: bool = False  # cut by another request (`parallel`)
+    is_root: bool = False
+    usage: dict[str, int] | None = None  # as recorded in `reported`
 
 
 async def _serve(fake: FakeLLM, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -145,9 +176,24 @@ async def _serve(fake: FakeLLM, reader: asyncio.StreamReader, writer: asyncio.St
                 if response.cut
                 else response.events
             )
-            for event in events:
-                writer.write(event.encode())
-                await writer.drain()
+            with fake._lock:
+                fake._streaming.append(response)
+            try:
+                for event in events:
+                    if fake.chunk_delay_s:
+                        await asyncio.sleep(fake.chunk_delay_s)
+                    if response.interrupted:  # the connection closes with the reply unfinished
+                        fake.give_back(response.is_root)
+                        with fake._lock:
+                            fake.cut_streams += 1
+                            if response.usage in fake.reported:
+                                fake.reported.remove(response.usage)
+                        return
+                    writer.write(event.encode())
+                    await writer.drain()
+            finally:
+                with fake._lock:
+                    fake._streaming.remove(response)
             return
     except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
         return
@@ -170,6 +216,12 @@ def _write_head(
 
 
 async def _respond(fake: FakeLLM, path: str, headers: dict[str, str], raw: bytes) -> _Response:
+    fake.arrived()
+    if fake.paths is not None and path not in fake.paths:
+        fake.requests.append({"path": path, "body": None, "headers": headers})
+        # llama.cpp's words for a route it does not have.
+        body = {"error": {"code": 404, "message": "File Not Found", "type": "not_found_error"}}
+        return _Response(404, json.dumps(body).encode())
     body = json.loads(raw)
     anthropic = path.endswith("/messages")
     fake.requests.append({"path": path, "body": body, "headers": headers})
@@ -185,6 +237,10 @@ async def _respond(fake: FakeLLM, path: str, headers: dict[str, str], raw: bytes
     else:
         is_root = body["messages"][0]["role"] == "system"
         prompt = body["messages"][-1]["content"]
+    if fake.models is not None and body.get("model") not in fake.models:
+        # OpenAI's and vLLM's words for a model the server does not serve.
+        message = f"The model `{body.get('model')}` does not exist."
+        return _error(404, message, anthropic)
     if fake.latency_s:
         await asyncio.sleep(fake.latency_s)
     fault = fake.take_fault(is_root)
@@ -197,26 +253,38 @@ async def _respond(fake: FakeLLM, path: str, headers: dict[str, str], raw: bytes
     text, later_root = fake.reply_for(is_root, prompt)
     input_tokens = len(json.dumps(body["messages"])) // 4 + 1
     output_tokens = len(text) // 4 + 1
+    finish = "stop"
+    limit = body.get(fake.max_tokens_param) if fake.max_tokens_param else None
+    if isinstance(limit, int) and output_tokens > limit:
+        text, output_tokens, finish = text[: limit * 4], limit, "length"
     cached = min(fake.cached_tokens, input_tokens) if later_root else 0
     model = body["model"]
+    usage = {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cached_input_tokens": cached,
+    }
     if body.get("stream"):
-        build = _anthropic_stream if anthropic else _openai_stream
-        response = _Response(200, events=build(model, text, input_tokens, output_tokens, cached))
+        pieces = _pieces(text, fake.stream_pieces)
+        if anthropic:
+            events = _anthropic_stream(model, pieces, input_tokens, output_tokens, cached)
+        else:
+            events = _openai_stream(
+                model, pieces, input_tokens, output_tokens, cached, finish, fake.stream_usage
+            )
+        response = _Response(200, events=events, is_root=is_root, usage=usage)
         if fault is not None and fault.kind == "cut":
             fake.give_back(is_root)  # the client never gets this reply whole
             response.cut = True
             return response
     else:
-        make = _anthropic_message if anthropic else _openai_completion
-        payload = make(model, text, input_tokens, output_tokens, cached)
+        if anthropic:
+            payload = _anthropic_message(model, text, input_tokens, output_tokens, cached)
+        else:
+            payload = _openai_completion(model, text, input_tokens, output_tokens, cached, finish)
         response = _Response(200, json.dumps(payload).encode())
-    fake.reported.append(
-        {
-            "input_tokens": input_tokens,
-            "output_tokens": output_tokens,
-            "cached_input_tokens": cached,
-        }
-    )
+    with fake._lock:
+        fake.reported.append(usage)
     return response
 
 
@@ -233,9 +301,9 @@ def _error(
     return _Response(status, json.dumps(body).encode(), headers or {})
 
 
-def _pieces(text: str) -> list[str]:
-    """Split a reply into a few streamed deltas."""
-    size = max(len(text) // 4, 1)
+def _pieces(text: str, count: int = 4) -> list[str]:
+    """Split a reply into about `count` streamed deltas."""
+    size = max(-(-len(text) // max(count, 1)), 1)
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
@@ -248,27 +316,38 @@ def _openai_usage(input_tokens: int, output_tokens: int, cached: int) -> dict[st
     }
 
 
-def _openai_completion(model: str, text: str, inp: int, out: int, cached: int) -> dict[str, Any]:
+def _openai_completion(
+    model: str, text: str, inp: int, out: int, cached: int, finish: str = "stop"
+) -> dict[str, Any]:
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
         "created": 0,
         "model": model,
         "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
         ],
         "usage": _openai_usage(inp, out, cached),
     }
 
 
-def _openai_stream(model: str, text: str, inp: int, out: int, cached: int) -> list[str]:
+def _openai_stream(
+    model: str,
+    pieces: list[str],
+    inp: int,
+    out: int,
+    cached: int,
+    finish: str = "stop",
+    with_usage: bool = True,
+) -> list[str]:
     base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": model}
     chunks = [
         {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
-        for piece in _pieces(text)
+        for piece in pieces
     ]
-    chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-    chunks.append({**base, "choices": [], "usage": _openai_usage(inp, out, cached)})
+    chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+    if with_usage:
+        chunks.append({**base, "choices": [], "usage": _openai_usage(inp, out, cached)})
     return [f"data: {json.dumps(c)}\n\n" for c in chunks] + ["data: [DONE]\n\n"]
 
 
@@ -295,7 +374,7 @@ def _anthropic_message(model: str, text: str, inp: int, out: int, cached: int) -
     }
 
 
-def _anthropic_stream(model: str, text: str, inp: int, out: int, cached: int) -> list[str]:
+def _anthropic_stream(model: str, pieces: list[str], inp: int, out: int, cached: int) -> list[str]:
     start = _anthropic_message(model, "", inp, 1, cached)
     start["content"], start["stop_reason"] = [], None
     events: list[tuple[str, dict[str, Any]]] = [
@@ -318,7 +397,7 @@ def _anthropic_stream(model: str, text: str, inp: int, out: int, cached: int) ->
                 "delta": {"type": "text_delta", "text": piece},
             },
         )
-        for piece in _pieces(text)
+        for piece in pieces
     ]
     events += [
         ("content_block_stop", {"type": "content_block_stop", "index": 0}),

@@ -74,17 +74,19 @@ class AnthropicProvider(SDKProvider):
             parts: list[str] = []
             usage = Usage()
             stop = request_id = None
-            async for event in await client.messages.create(**params):
-                if event.type == "message_start":
-                    request_id = event.message.id
-                    usage = _usage(event.message.usage.model_dump())
-                elif event.type == "content_block_delta" and event.delta.type == "text_delta":
-                    parts.append(event.delta.text)
-                    on_text(event.delta.text)
-                elif event.type == "message_delta":
-                    stop = event.delta.stop_reason or stop
-                    # output_tokens in message_delta is the running total for the message.
-                    usage = dataclasses.replace(usage, output_tokens=event.usage.output_tokens)
+            # `async with`: a stream stopped early (the timeout, a cancelled run) is closed.
+            async with await client.messages.create(**params) as events:
+                async for event in events:
+                    if event.type == "message_start":
+                        request_id = event.message.id
+                        usage = _usage(event.message.usage.model_dump())
+                    elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+                        parts.append(event.delta.text)
+                        on_text(event.delta.text)
+                    elif event.type == "message_delta":
+                        stop = event.delta.stop_reason or stop
+                        # output_tokens in message_delta is the running total for the message.
+                        usage = dataclasses.replace(usage, output_tokens=event.usage.output_tokens)
             self._check_stream_ended(request, stop)
             return self._completion(request, "".join(parts), usage, stop, request_id)
 

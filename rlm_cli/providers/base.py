@@ -25,12 +25,17 @@ class Message:
 @dataclass(frozen=True)
 class Usage:
     """Tokens of one call or a sum of calls. `input_tokens` counts all input, including the
-    part read from the provider's cache (`cached_input_tokens`) and written to it."""
+    part read from the provider's cache (`cached_input_tokens`) and written to it.
+
+    `estimated`: the server reported no usage (llama.cpp ignores `stream_options`, some servers
+    send none at all), so the tokens were counted here, offline, on what was sent and received.
+    Unknown usage is never zero; a sum with any estimated part is itself estimated."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
+    estimated: bool = False
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -38,15 +43,19 @@ class Usage:
             self.output_tokens + other.output_tokens,
             self.cached_input_tokens + other.cached_input_tokens,
             self.cache_write_tokens + other.cache_write_tokens,
+            self.estimated or other.estimated,
         )
 
     def to_json(self) -> dict[str, int]:
-        return {
+        data: dict[str, int] = {  # "estimated" is a bool, which is an int
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cached_input_tokens": self.cached_input_tokens,
             "cache_write_tokens": self.cache_write_tokens,
         }
+        if self.estimated:  # only then: reported figures keep the shape they always had
+            data["estimated"] = True
+        return data
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 from dataclasses import dataclass
 from importlib import resources
@@ -65,6 +66,8 @@ class ProviderInfo:
     base_url: str | None
     key_env: str | None
     local: bool
+    # Requests the server takes at once (local servers run one model on one machine), or None.
+    concurrency: int | None = None
 
 
 @functools.cache
@@ -82,6 +85,7 @@ def providers() -> dict[str, ProviderInfo]:
             base_url=spec.get("base_url"),
             key_env=spec.get("key_env"),
             local=bool(spec.get("local")),
+            concurrency=spec.get("concurrency"),
         )
         for name, spec in _packaged()["providers"].items()
     }
@@ -92,9 +96,9 @@ def providers() -> dict[str, ProviderInfo]:
 def provider_info(name: str) -> ProviderInfo:
     table = providers()
     if name not in table:
-        raise ConfigError(
-            f"unknown provider {name!r}; choose one of: {', '.join(table)} (`rlm providers`)"
-        )
+        close = difflib.get_close_matches(name, list(table), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else f"choose one of: {', '.join(table)} "
+        raise ConfigError(f"unknown provider {name!r}; {hint}(see `rlm providers`)")
     return table[name]
 
 

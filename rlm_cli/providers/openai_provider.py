@@ -25,8 +25,10 @@ class OpenAIProvider(SDKProvider):
         }
         max_tokens = request.max_output_tokens or conn.max_output_tokens
         if max_tokens:
-            # OpenAI itself wants max_completion_tokens; compatible servers know max_tokens.
-            key = "max_completion_tokens" if conn.name == "openai" else "max_tokens"
+            # OpenAI itself wants max_completion_tokens (max_tokens is refused for reasoning
+            # models); compatible servers (llama.cpp, vLLM, Ollama...) read max_tokens and
+            # silently ignore the other, so the name follows the URL, not --provider.
+            key = "max_completion_tokens" if conn.official_openai else "max_tokens"
             params[key] = max_tokens
         if conn.temperature is not None and not facts.reasoning:
             params["temperature"] = conn.temperature
@@ -67,15 +69,17 @@ class OpenAIProvider(SDKProvider):
             parts: list[str] = []
             usage: Usage | None = None
             finish = request_id = None
-            async for chunk in await client.chat.completions.create(**params):
-                request_id = request_id or chunk.id
-                if chunk.usage is not None:
-                    usage = _usage(chunk.usage.model_dump())
-                for choice in chunk.choices or ():
-                    if choice.delta and choice.delta.content:
-                        parts.append(choice.delta.content)
-                        on_text(choice.delta.content)
-                    finish = choice.finish_reason or finish
+            # `async with`: a stream stopped early (the timeout, a cancelled run) is closed.
+            async with await client.chat.completions.create(**params) as chunks:
+                async for chunk in chunks:
+                    request_id = request_id or chunk.id
+                    if chunk.usage is not None:
+                        usage = _usage(chunk.usage.model_dump())
+                    for choice in chunk.choices or ():
+                        if choice.delta and choice.delta.content:
+                            parts.append(choice.delta.content)
+                            on_text(choice.delta.content)
+                        finish = choice.finish_reason or finish
             self._check_stream_ended(request, finish)
             return self._completion(request, "".join(parts), usage, finish, request_id)
 
@@ -83,7 +87,7 @@ class OpenAIProvider(SDKProvider):
 
 
 def _usage(raw: dict[str, Any] | None) -> Usage | None:
-    """OpenAI's usage block; None when the server sent none (then the cost is unknown)."""
+    """OpenAI's usage block; None when the server sent none (then it is estimated offline)."""
     if not raw:
         return None
     details = raw.get("prompt_tokens_details") or {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from rlm_cli.config import mask_keys
 from rlm_cli.errors import (
     ContextLengthError,
     ProviderAuthError,
@@ -23,7 +25,7 @@ from rlm_cli.errors import (
     RetryableError,
     RlmError,
 )
-from rlm_cli.providers.base import Completion, ModelRequest, Usage
+from rlm_cli.providers.base import Completion, Message, ModelRequest, Usage
 from rlm_cli.providers.catalog import Catalog, ModelFacts
 from rlm_cli.providers.retry import with_retries
 
@@ -37,6 +39,10 @@ CONTEXT_LENGTH_HINTS = (
     "prompt is too long",
     "too many tokens",
 )
+# How much of a server's own error text an error message keeps (made one line first).
+SERVER_TEXT_CHARS = 300
+# Chat formats add a few tokens per message (role, separators): counted in offline estimates.
+TOKENS_PER_MESSAGE = 4
 
 
 @dataclass(frozen=True)
@@ -54,10 +60,20 @@ class Connection:
     temperature: float | None = None
     max_output_tokens: int | None = None
     reasoning_effort: str | None = None
+    # Requests this server takes at once (root streams and sub-calls together); None: no limit
+    # of its own. llama.cpp, for one, cuts a running stream when another request arrives.
+    concurrency: int | None = None
 
     @property
     def where(self) -> str:
         return f"{self.name} ({self.base_url or 'default endpoint'})"
+
+    @property
+    def official_openai(self) -> bool:
+        """OpenAI's own API (no base URL, or api.openai.com), not a compatible server."""
+        if not self.base_url:
+            return True
+        return urllib.parse.urlsplit(self.base_url).hostname == "api.openai.com"
 
     def facts(self, model: str) -> ModelFacts:
         return self.catalog.facts(model)
@@ -69,10 +85,11 @@ class Connection:
         return price.cost(usage) if price is not None else None
 
     def scrub(self, text: str) -> str:
-        """Never let a key reach an error message, a trace or a log."""
+        """Never let a key reach an error message, a trace or a log: ours, or anything shaped
+        like one (a server may echo a key it was sent, or quote another)."""
         if self.api_key and len(self.api_key) >= 4:
             text = text.replace(self.api_key, "***")
-        return text
+        return mask_keys(text)
 
 
 class SDKProvider:
@@ -85,6 +102,9 @@ class SDKProvider:
         self._sdk_client: tuple[ModuleType, Any] | None = None
         # The aiohttp session, base URL and proxy, for sub-calls.
         self._lean: tuple[Any, str, str | None] | None = None
+        # The slots of `conn.concurrency`, made in the event loop that uses them (a provider may
+        # serve several asyncio.run calls, and a semaphore belongs to one loop).
+        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     def _make_client(self) -> tuple[ModuleType, Any]:
         """Import the SDK (lazily: it costs about a second) and build its async client, with the
@@ -131,7 +151,9 @@ class SDKProvider:
                         body: object = json.loads(raw)
                     except ValueError:
                         body = raw.decode("utf-8", "replace")
-                    raise from_status(self._conn, model, response.status, body, response.headers)
+                    raise from_status(
+                        self._conn, model, response.status, body, response.headers, base + path
+                    )
         except TimeoutError:
             raise RetryableError(
                 f"{self._conn.where}: the request timed out after {self._conn.timeout_s:g} s"
@@ -168,13 +190,26 @@ class SDKProvider:
             self._sdk_client = self._make_client()
         sdk, client = self._sdk_client
 
+        conn = self._conn
+
         async def once() -> Completion:
-            try:
-                return await attempt(client)
-            except RlmError:
-                raise
-            except Exception as exc:
-                raise translate(sdk, exc, self._conn, request.model) from exc
+            # A slot first (a server that takes one request at a time gets one), then the
+            # timeout, so time spent queueing for the slot is not counted against the request.
+            async with self._slot():
+                try:
+                    # --request-timeout bounds the whole request, a streamed reply included: the
+                    # SDKs' own timeout is only the longest gap between two chunks.
+                    async with asyncio.timeout(conn.timeout_s):
+                        return await attempt(client)
+                except RlmError:
+                    raise
+                except TimeoutError:
+                    raise RetryableError(
+                        f"{conn.where}: the request timed out after {conn.timeout_s:g} s "
+                        "(--request-timeout)"
+                    ) from None
+                except Exception as exc:
+                    raise translate(sdk, exc, conn, request.model) from exc
 
         return await with_retries(
             once,
@@ -182,6 +217,15 @@ class SDKProvider:
             what=self._what(request),
             on_retry=request.on_retry,
         )
+
+    def _slot(self) -> asyncio.Semaphore | _NoLimit:
+        """One of the server's `concurrency` slots, or no limit."""
+        if self._conn.concurrency is None:
+            return _NO_LIMIT
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:
+            self._slots = (loop, asyncio.Semaphore(self._conn.concurrency))
+        return self._slots[1]
 
     def _completion(
         self,
@@ -191,16 +235,19 @@ class SDKProvider:
         finish: str | None,
         request_id: str | None,
     ) -> Completion:
-        """`usage` None: the server reported none (some compatible servers don't), so the cost
-        is unknown rather than free."""
+        """`usage` None (or all zero): the server reported none (llama.cpp sends none in
+        streams, whatever `stream_options` says), so the tokens are counted here, offline, and
+        marked estimated: unknown usage is never zero, and budgets still see it."""
+        if usage is None or (usage.input_tokens == 0 and usage.output_tokens == 0):
+            usage = estimate_usage(request.messages, text)
         # Counted under the name asked for, so totals line up with the settings and the prices.
         return Completion(
             text=text,
             model=request.model,
-            usage=usage or Usage(),
+            usage=usage,
             finish_reason=finish,
             request_id=request_id,
-            cost_usd=None if usage is None else self._conn.cost(request.model, usage),
+            cost_usd=self._conn.cost(request.model, usage),
         )
 
     def _check_stream_ended(self, request: ModelRequest, finish: str | None) -> None:
@@ -210,6 +257,28 @@ class SDKProvider:
 
     def _what(self, request: ModelRequest) -> str:
         return f"{self._conn.name} {request.model} ({request.purpose} call)"
+
+
+class _NoLimit:
+    """An async context manager that does nothing: a server with no concurrency of its own."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_LIMIT = _NoLimit()
+
+
+def estimate_usage(messages: tuple[Message, ...], reply: str) -> Usage:
+    """Tokens of a call the server reported no usage for, counted with the offline tokenizer
+    (cl100k_base; other models' tokenizers differ by some percent) and marked estimated."""
+    from rlm_cli.inputs.tokens import count_tokens  # the tokenizer loads on first use only
+
+    sent = sum(count_tokens(m.content) + TOKENS_PER_MESSAGE for m in messages)
+    return Usage(input_tokens=sent, output_tokens=count_tokens(reply), estimated=True)
 
 
 def _proxy_for(url: str) -> str | None:
@@ -239,7 +308,10 @@ def translate(sdk: ModuleType, exc: BaseException, conn: Connection, model: str)
     where = conn.where
     if isinstance(exc, sdk.APIStatusError):
         headers = getattr(exc.response, "headers", None)
-        return from_status(conn, model, exc.status_code, exc.body or exc.message, headers)
+        url = _request_url(exc.response)
+        # exc.body is the parsed JSON, or the text when it was not JSON ("" when empty).
+        body = exc.body if exc.body not in (None, "") else _response_text(exc.response)
+        return from_status(conn, model, exc.status_code, body, headers, url)
     if isinstance(exc, sdk.APITimeoutError | asyncio.TimeoutError):
         return RetryableError(f"{where}: the request timed out after {conn.timeout_s:g} s")
     if isinstance(exc, sdk.APIConnectionError):
@@ -258,15 +330,28 @@ def translate(sdk: ModuleType, exc: BaseException, conn: Connection, model: str)
 
 
 def from_status(
-    conn: Connection, model: str, status: int, body: object, headers: Mapping[str, str] | None
+    conn: Connection,
+    model: str,
+    status: int,
+    body: object,
+    headers: Mapping[str, str] | None,
+    url: str | None = None,
 ) -> RlmError:
-    """The error an HTTP error status means, whichever client received it."""
+    """The error an HTTP error status means, whichever client received it. The server's own
+    words are kept (one line, cut short): they are often the only clue to what is wrong."""
     message = _message(body, conn)
     if status in (401, 403):
         variable = conn.key_env or "the provider's API key variable"
         return ProviderAuthError(
-            f"{conn.name}: authentication failed (HTTP {status}); check that {variable} "
-            "holds a valid API key"
+            f"{conn.name}: authentication failed (HTTP {status}{_said(message)}); check that "
+            f"{variable} holds a valid API key"
+        )
+    if status == 404 and not _names_a_model(message, model):
+        # A 404 that says nothing of a model is the route itself missing: the wrong base URL
+        # (llama.cpp "File Not Found", vLLM {"detail": "Not Found"}, Ollama "404 page not found").
+        return ProviderError(
+            f"{conn.name}: no API at this URL ({conn.scrub(url or conn.base_url or '?')}): "
+            f"HTTP 404{_said(message)}; check --base-url (it usually ends in /v1)"
         )
     if status == 404:
         return ProviderError(
@@ -285,14 +370,49 @@ def from_status(
 
 
 def _message(body: object, conn: Connection) -> str:
+    """The server's own words from an error body (OpenAI, Anthropic, FastAPI, plain text or an
+    HTML page), one line, cut to SERVER_TEXT_CHARS, with the key scrubbed."""
     message = body
     if isinstance(body, dict):
         error = body.get("error", body)
-        message = error.get("message") if isinstance(error, dict) else error
-        code = error.get("code") if isinstance(error, dict) else None
-        if code and message:
-            message = f"{message} ({code})"
-    return conn.scrub(str(message or ""))[:500]
+        if isinstance(error, dict):
+            message = error.get("message") or error.get("detail")
+            code = error.get("code")
+            if code and message and str(code) not in str(message):
+                message = f"{message} ({code})"
+            if not message:  # no field we know: the whole body, rather than nothing
+                message = json.dumps(body, ensure_ascii=False)
+        else:
+            message = error
+    text = str(message or "")
+    if "<" in text and re.search(r"</?(html|body|head|title|h1|p)\b", text, re.I):
+        text = re.sub(r"<[^>]*>", " ", text)  # an HTML error page: its words, not its markup
+    text = " ".join(conn.scrub(text).split())
+    return text if len(text) <= SERVER_TEXT_CHARS else text[: SERVER_TEXT_CHARS - 1] + "…"
+
+
+def _said(message: str) -> str:
+    return f": {message}" if message else " (the server said nothing more)"
+
+
+def _names_a_model(message: str, model: str) -> bool:
+    """Whether a 404's text is about a model (so the route exists and the model does not)."""
+    lowered = message.lower()
+    return "model" in lowered or (bool(model) and model.lower() in lowered)
+
+
+def _request_url(response: Any) -> str | None:
+    try:
+        return str(response.request.url)
+    except (AttributeError, RuntimeError):  # httpx raises RuntimeError when no request is set
+        return None
+
+
+def _response_text(response: Any) -> str:
+    try:
+        return str(response.text)
+    except Exception:  # a streamed response not read: no text to give
+        return ""
 
 
 def _retry_after(headers: Mapping[str, str] | None) -> float | None:

@@ -27,10 +27,13 @@ def format_tokens(count: int) -> str:
 
 
 def format_usage(usage: dict[str, Any]) -> str:
-    return (
+    """`1,234 in / 56 out tokens`; figures counted offline because the server reported none are
+    shown as such (`~1,234 in / 56 out tokens (estimated)`), never as the server's own."""
+    text = (
         f"{format_tokens(int(usage.get('input_tokens', 0)))} in / "
         f"{format_tokens(int(usage.get('output_tokens', 0)))} out tokens"
     )
+    return f"~{text} (estimated)" if usage.get("estimated") else text
 
 
 def sandbox_line(sandbox: dict[str, Any]) -> str:
