@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from rlm_cli.sandbox import frames
 from rlm_cli.sandbox.frames import BadFrame
-from rlm_cli.sandbox.worker.protocol import FINAL_LIMIT, LAYERS
+from rlm_cli.sandbox.worker.protocol import LAYERS
 
 QUERY = {
     "type": "query",
@@ -65,7 +66,7 @@ def test_a_malformed_query_is_refused(change: dict[str, Any]) -> None:
         {"error": "no"},
         {"final": None},  # final_source says there is one
         {"final_source": "forged"},
-        {"final": "x" * (FINAL_LIMIT + 1)},
+        {"final": 3},
     ],
 )
 def test_a_malformed_result_is_refused(change: dict[str, Any]) -> None:
@@ -88,3 +89,16 @@ def test_a_layer_left_out_of_the_report_counts_as_inactive() -> None:
     report = frames.layers({"namespaces": {"active": True, "detail": "ok"}, "bogus": {}})
     assert list(report) == list(LAYERS)
     assert report["namespaces"]["active"] and not report["landlock"]["active"]
+
+
+def test_the_weight_of_a_frame_bounds_what_parsing_it_takes() -> None:
+    """3 bytes of `[],` parse into a 64-byte list: such frames are weighed before they are
+    parsed, and brackets inside strings are not counted as objects."""
+    import sys
+
+    nested = ("[" + ",".join(["[]"] * 100_000) + "]").encode()
+    parsed = json.loads(nested)
+    actual = sys.getsizeof(parsed) + sum(sys.getsizeof(item) for item in parsed)
+    assert frames.weight(nested) >= actual
+    text = json.dumps({"prompts": ["[], " * 100_000]}).encode()
+    assert frames.weight(text) < 5 * len(text)

@@ -16,6 +16,7 @@ import os
 import tempfile
 from typing import Any
 
+from rlm_cli.errors import UsageError
 from rlm_cli.inputs.model import (
     CHARS_PER_TOKEN,
     DEFAULT_MAX_FILE_BYTES,
@@ -53,11 +54,19 @@ def from_value(value: Any) -> Inputs:
     fd, path = tempfile.mkstemp(
         prefix="rlm-context-", suffix=".txt" if isinstance(value, str) else ".json"
     )
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-        if isinstance(value, str):
-            handle.write(value)
-        else:
-            json.dump(value, handle, ensure_ascii=False)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            if isinstance(value, str):
+                handle.write(value)
+            else:
+                json.dump(value, handle, ensure_ascii=False)
+    except (UnicodeError, ValueError, TypeError) as exc:
+        # A lone surrogate, say (a forged rlm_query context): no half-written file may stay.
+        os.unlink(path)
+        raise UsageError(f"the context cannot be written as text: {exc}") from None
+    except BaseException:
+        os.unlink(path)
+        raise
     source = Source(
         name="context",
         path=path,

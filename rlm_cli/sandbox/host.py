@@ -37,11 +37,12 @@ from rlm_cli.sandbox.worker.protocol import HEADER, MAX_FRAME, Layer, encode_fra
 ENV_PASSED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT")
 # After SIGINT, how long a timed-out cell gets to unwind before the worker is killed and replaced.
 INTERRUPT_GRACE_S = 0.5
-# Sub-call frames held at once (their bytes, and their number): past either, the host stops
+# Sub-call frames held at once (their weight, and their number): past either, the host stops
 # reading the worker's frames until replies go out, so a flood waits in the pipe, not in memory.
-INFLIGHT_BYTES = 48 * 1024 * 1024
+INFLIGHT_WEIGHT = 96 * 1024 * 1024  # frames.weight: the memory their parsed form may take
 INFLIGHT_QUERIES = 1024
 STDERR_KEPT = 4000
+QUERY_START = b'{"type": "query"'  # how encode_frame starts a query frame
 WATCH_S = 0.1
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 PR_SET_DUMPABLE = 4
@@ -292,8 +293,7 @@ class Sandbox:
         memory, most = self.policy.memory_bytes, self.policy.processes
         while not proc.exited.done():
             await asyncio.sleep(WATCH_S)
-            used, pids = tree_usage(proc.popen.pid)
-            processes = len(pids)
+            used, pids, processes = tree_usage(proc.popen.pid)  # threads count, as for NPROC
             if used > memory:  # RSS counts pages forks share once in each: confirm by PSS
                 used = sum(_pss(pid) for pid in pids)
             if used > memory:
@@ -302,7 +302,7 @@ class Sandbox:
                     f"(the limit is {memory >> 20:,} MiB)"
                 )
             elif processes > most + 2:  # the launcher and PID 1 are not the cells'
-                proc.violation = f"started more than {most} processes (the limit)"
+                proc.violation = f"started more than {most} processes and threads (the limit)"
             else:
                 continue
             _kill(proc)
@@ -402,7 +402,12 @@ class Sandbox:
                 if size > MAX_FRAME:
                     raise BadFrame(f"a frame of {size:,} bytes; the limit is {MAX_FRAME:,}")
                 body = await reader.readexactly(size)
-                await self._dispatch(proc, frames.parse(body), size)
+                cost = frames.weight(body)
+                if cost > frames.MAX_WEIGHT:
+                    raise BadFrame(f"a frame that would take {cost >> 20:,} MiB once parsed")
+                if body.startswith(QUERY_START):  # wait for room before parsing it
+                    await self._make_room(cost)
+                await self._dispatch(proc, frames.parse(body), cost)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         except BadFrame as bad:
@@ -421,7 +426,7 @@ class Sandbox:
         kind = message["type"]
         if kind == "query":
             request = frames.query(message)
-            await self._make_room(size)
+            await self._make_room(size)  # at once, unless the fields came in another order
             self._inflight_bytes += size
             task = asyncio.create_task(self._answer(proc, request, size))
             self._queries.add(task)
@@ -442,7 +447,7 @@ class Sandbox:
                 lambda: (
                     not self._queries
                     or (
-                        self._inflight_bytes + size <= INFLIGHT_BYTES
+                        self._inflight_bytes + size <= INFLIGHT_WEIGHT
                         and len(self._queries) < INFLIGHT_QUERIES
                     )
                 )
@@ -511,10 +516,10 @@ def _watch_exit(popen: subprocess.Popen[bytes]) -> asyncio.Future[int]:
     return exited
 
 
-def tree_usage(root: int) -> tuple[int, list[int]]:
-    """Resident bytes of `root` and all its descendants, and their pids (Linux /proc; what
-    cannot be read counts as nothing)."""
-    total, pending, seen = 0, [root], set()
+def tree_usage(root: int) -> tuple[int, list[int], int]:
+    """Resident bytes of `root` and all its descendants, their pids, and their threads (Linux
+    /proc; what cannot be read counts as nothing)."""
+    total, threads, pending, seen = 0, 0, [root], set()
     while pending:
         pid = pending.pop()
         if pid in seen:
@@ -523,12 +528,14 @@ def tree_usage(root: int) -> tuple[int, list[int]]:
         try:
             with open(f"/proc/{pid}/statm") as statm:
                 total += int(statm.read().split()[1]) * PAGE
-            for task in os.listdir(f"/proc/{pid}/task"):
+            tasks = os.listdir(f"/proc/{pid}/task")
+            threads += len(tasks)
+            for task in tasks:
                 with open(f"/proc/{pid}/task/{task}/children") as children:
                     pending += [int(child) for child in children.read().split()]
         except (OSError, ValueError, IndexError):
             continue
-    return total, sorted(seen)
+    return total, sorted(seen), threads
 
 
 def _pss(pid: int) -> int:

@@ -98,6 +98,13 @@ def isolate(policy: dict[str, Any]) -> dict[str, Layer]:
         return {"namespaces": layer(False, f"not available on {sys.platform}")}
     if "namespaces" in policy.get("skip", ()):
         return {"namespaces": layer(False, SKIPPED)}
+    # The launcher dies with the host, however the host ends (SIGKILL, a closed terminal), and
+    # PID 1 dies with the launcher: nothing in the namespace outlives the host, even when a
+    # cell has stopped the worker from exiting at the end of its input.
+    host = os.getppid()
+    _c().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != host:
+        os._exit(1)
     try:
         _enter_namespaces()
     except OSError as exc:
@@ -399,6 +406,10 @@ SYSTEM_READ = (
     "/etc/localtime",
     "/etc/alternatives",
 )
+PROC_READ = (
+    *("/proc/self", "/proc/meminfo", "/proc/cpuinfo", "/proc/stat", "/proc/loadavg"),
+    *("/proc/uptime", "/proc/version", "/proc/filesystems"),
+)
 DEVICES = {"/dev/null": FS_READ_FILE | FS_WRITE_FILE, "/dev/zero": FS_READ_FILE}
 DEVICES.update({"/dev/urandom": FS_READ_FILE, "/dev/random": FS_READ_FILE})
 
@@ -425,7 +436,10 @@ def _landlock(policy: dict[str, Any], readable: list[str]) -> Layer:
     for path in (*python_paths(), *SYSTEM_READ):
         rules[path] = read
     if "/proc" in PRIVATE:  # the host's /proc would show its processes
-        rules["/proc"] = FS_READ_FILE | FS_READ_DIR
+        # Its own entries and the machine's figures; not the rest (kpageflags, slabinfo and
+        # the like, which root's uid could otherwise read).
+        for path in PROC_READ:
+            rules[path] = FS_READ_FILE | FS_READ_DIR
     rules.update(DEVICES)
     for path in readable:
         rules[path] = rules.get(path, 0) | FS_READ_FILE
@@ -479,7 +493,8 @@ class Numbers(NamedTuple):
     clone: int
     # ptrace, process_vm_readv/writev, keyctl, add_key, request_key, bpf, perf_event_open,
     # userfaultfd, unshare, setns, mount, umount2, pivot_root; then the set*id calls (the real
-    # uid must stay what drop_real_uid made it).
+    # uid must stay what drop_real_uid made it); then memfd_create, shmget and msgget (memory
+    # no process's RSS shows, so no limit or watch would see it; /dev/shm is capped instead).
     blocked: tuple[int, ...]
 
 
@@ -497,7 +512,8 @@ SYSCALLS = {
         29,
         220,
         (117, 270, 271, 219, 217, 218, 280, 241, 282, 97, 268, 40, 39, 41)
-        + (143, 144, 145, 146, 147, 149, 151, 152, 159),
+        + (143, 144, 145, 146, 147, 149, 151, 152, 159)
+        + (279, 194, 186),
     ),
 }
 IO_URING = (425, 426, 427)  # the same on every architecture, as is clone3
@@ -566,7 +582,9 @@ def _seccomp() -> Layer:
         _check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, fprog, 0, 0), "seccomp")
     except OSError as exc:
         return layer(False, f"the filter was refused ({exc})")
-    return layer(True, "no Unix or raw sockets, TIOCSTI, io_uring, ptrace, keyrings, bpf, set*id")
+    return layer(
+        True, "no Unix or raw sockets, TIOCSTI, io_uring, ptrace, keyrings, bpf, set*id, memfd"
+    )
 
 
 def _assemble(program: list[Instruction | str]) -> bytes:

@@ -14,16 +14,13 @@ from typing import Any, Literal, TypedDict
 
 HEADER = struct.Struct(">I")
 
-# The largest frame either side accepts. Everything big is capped below it: a cell's output by
-# `output_limit`, an answer by FINAL_LIMIT, a sub-call batch is split into frames of at most
-# QUERY_FRAME_CHARS. A worker that sends more is replaced, so the host never holds more.
-MAX_FRAME = 32 * 1024 * 1024
-# Characters of one answer; worst case 6 bytes each in JSON (a \u escape), inside MAX_FRAME.
-FINAL_LIMIT = 4 * 1024 * 1024
-# Characters of one sub-call prompt (no model takes more: about 1M tokens), and of the prompts
-# sent in one query frame (a bigger batch goes as several frames).
-PROMPT_LIMIT = 4 * 1024 * 1024
-QUERY_FRAME_CHARS = 4 * 1024 * 1024
+# The largest frame either side accepts. Everything big fits below it: a cell's output is capped
+# by `output_limit` (and cut further to fit), an answer and one sub-call prompt may take at most
+# PAYLOAD_BYTES in JSON, and a sub-call batch goes as frames of at most QUERY_FRAME_BYTES. A
+# worker that sends more is replaced, so the host never holds more.
+MAX_FRAME = 16 * 1024 * 1024
+PAYLOAD_BYTES = 12 * 1024 * 1024
+QUERY_FRAME_BYTES = 4 * 1024 * 1024
 
 # The names the worker binds in every cell's namespace (and re-binds after each cell).
 SCAFFOLD = (
@@ -127,6 +124,11 @@ class ResultFrame(TypedDict):
     interrupted: bool
     final: str | None
     final_source: FinalSource | None
+
+
+def json_size(value: Any) -> int:
+    """Bytes `value` takes in a frame (as encode_frame writes it)."""
+    return len(json.dumps(value, ensure_ascii=False).encode("utf-8", "replace"))
 
 
 def encode_frame(message: Any, *, keep_surrogates: bool = False) -> bytes:

@@ -23,13 +23,13 @@ from typing import Any
 from rlm_cli.sandbox.worker import confine
 from rlm_cli.sandbox.worker.load import describe, load_sources
 from rlm_cli.sandbox.worker.protocol import (
-    FINAL_LIMIT,
     HEADER,
     MAX_FRAME,
-    PROMPT_LIMIT,
-    QUERY_FRAME_CHARS,
+    PAYLOAD_BYTES,
+    QUERY_FRAME_BYTES,
     SCAFFOLD,
     encode_frame,
+    json_size,
 )
 
 
@@ -172,20 +172,24 @@ class Worker:
         kind: str = "llm",
         contexts: list[Any] | None = None,
     ) -> list[str]:
-        """Send the prompts (in frames of at most QUERY_FRAME_CHARS) and wait for every reply."""
-        for prompt in prompts:
-            if len(prompt) > PROMPT_LIMIT:
+        """Send the prompts (in frames of at most QUERY_FRAME_BYTES) and wait for every reply."""
+        sizes = [
+            json_size(prompt) + (0 if contexts is None else json_size(contexts[index]))
+            for index, prompt in enumerate(prompts)
+        ]
+        for prompt, size in zip(prompts, sizes, strict=True):
+            if size > PAYLOAD_BYTES:
                 raise ValueError(
-                    f"a prompt of {len(prompt):,} characters is over the {PROMPT_LIMIT:,} that "
-                    "one sub-call may carry; send smaller chunks"
+                    f"a sub-call of {len(prompt):,} characters ({size:,} bytes with its context) "
+                    f"is over the {PAYLOAD_BYTES:,} bytes one may carry; send smaller chunks"
                 )
         groups: list[tuple[int, int]] = []
-        begin, chars = 0, 0
-        for index, prompt in enumerate(prompts):
-            if index > begin and chars + len(prompt) > QUERY_FRAME_CHARS:
+        begin, total = 0, 0
+        for index, size in enumerate(sizes):
+            if index > begin and total + size > QUERY_FRAME_BYTES:
                 groups.append((begin, index))
-                begin, chars = index, 0
-            chars += len(prompt)
+                begin, total = index, 0
+            total += size
         groups.append((begin, len(prompts)))
         waits: list[tuple[int, threading.Event, list[Any]]] = []
         with self.pending_lock:
@@ -351,12 +355,14 @@ class Worker:
             self.final, self.final_source = answer.get("content"), "answer"
         final = None if self.final_source is None else _as_answer(self.final)
         output = out.getvalue()
-        if final is not None and len(final) > FINAL_LIMIT:
+        if final is not None and json_size(final) > PAYLOAD_BYTES:
             output += (
                 f"\nValueError: the answer has {len(final):,} characters; at most "
-                f"{FINAL_LIMIT:,} can be returned. Return a shorter answer or a summary."
+                f"{PAYLOAD_BYTES:,} bytes can be returned. Return a shorter answer or a summary."
             )
             final, self.final_source, error = None, None, True
+        if json_size(output) > MAX_FRAME - PAYLOAD_BYTES:  # a large output_limit of wide chars
+            output = output[: (MAX_FRAME - PAYLOAD_BYTES) // 8] + "\n... [output cut to fit]"
         result = {
             "type": "result",
             "id": cell_id,
