@@ -11,7 +11,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import ask_scripted, process_tree, read_trace, repl, start_scripted, wait_until
+from conftest import (
+    ask_scripted,
+    process_tree,
+    processes_with,
+    read_trace,
+    repl,
+    start_scripted,
+    wait_until,
+)
 
 from rlm_cli import RLM
 from rlm_cli.events import SubcallFinished
@@ -177,3 +185,26 @@ def test_sub_calls_of_a_timed_out_cell_are_cancelled() -> None:
     cancelled = [e for e in finished if e.error and e.error.startswith("cancelled")]
     assert cancelled and len(finished) < 20
     assert result.subcalls == len(finished)
+
+
+def test_nothing_outlives_a_killed_host_even_if_a_cell_stops_the_worker_from_exiting(
+    write_script: Callable[..., str], tmp_path: Path
+) -> None:
+    """The worker exits when the host's pipe closes, but a cell can disable that; the launcher's
+    parent-death signal still ends its namespace when the host dies (SIGKILL, a closed terminal)."""
+    marker = "987.4242"
+    cell = (
+        "import os, subprocess, time\n"
+        "os._exit = lambda code=0: None\n"
+        f"subprocess.Popen(['sleep', '{marker}'])\n"
+        "time.sleep(60)"
+    )
+    trace = tmp_path / "t.jsonl"
+    proc = start_scripted(
+        write_script([repl(cell)]), "--trace", str(trace), "q?",
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert wait_until(lambda: bool(processes_with(marker)), timeout=30)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert wait_until(lambda: not processes_with(marker), timeout=10)

@@ -693,3 +693,52 @@ def test_a_fork_bomb_is_stopped_at_the_process_limit() -> None:
     else:
         assert int(bombed.output) < PROCESSES
     assert after.output == "c\n"
+
+
+def test_memory_no_process_shows_cannot_be_taken() -> None:
+    """memfd and SysV shared memory count in no process's RSS, so neither the address-space
+    limit nor the host's watch would see them: the calls are refused."""
+    shm = (
+        "import ctypes\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print(libc.shmget(0, 1 << 30, 0o1600), ctypes.get_errno())"
+    )
+    memfd, sysv = run_cells(["import os; os.memfd_create('x')", shm])
+    assert memfd.error and "PermissionError" in memfd.output
+    assert sysv.output == "-1 1\n"  # EPERM
+
+
+def test_threads_count_against_the_process_limit() -> None:
+    cell = (
+        "import threading\n"
+        "threading.stack_size(65536)\n"
+        "stop, started = threading.Event(), 0\n"
+        "try:\n"
+        "    for _ in range(5000):\n"
+        "        threading.Thread(target=stop.wait).start()\n"
+        "        started += 1\n"
+        "except RuntimeError:\n"
+        "    pass\n"
+        "stop.set()\n"
+        "print(started)"
+    )
+    (result,) = run_cells([cell], timeout=30)
+    assert result.restarted or int(result.output) < PROCESSES
+
+
+def test_a_child_context_that_cannot_be_written_leaves_no_file(tmp_path: Path) -> None:
+    import tempfile
+
+    from rlm_cli.errors import UsageError
+
+    before = set(os.listdir(tempfile.gettempdir()))
+    with pytest.raises(UsageError):
+        rlm_inputs.from_value(["fine", "\udc80"])  # a lone surrogate, as a forged frame may hold
+    assert {n for n in os.listdir(tempfile.gettempdir()) if n.startswith("rlm-context-")} <= before
+
+
+def test_the_worker_cannot_change_its_ids() -> None:
+    """As root the worker's real uid is `nobody` so that the process limit holds; setting it back
+    (any set*id call) is refused."""
+    (result,) = run_cells(["import os; os.setresuid(0, 0, 0)"])
+    assert result.error and "PermissionError" in result.output
