@@ -48,6 +48,14 @@ SCENARIOS = {
     "    body = json.dumps({'type': 'query', 'id': 10_000 + i, 'prompts': [prompt], 'model': None,"
     " 'batched': False, 'kind': 'llm', 'contexts': None}).encode()\n"
     "    os.write(pipe, struct.pack('>I', len(body)) + body)\n",
+    # 3 bytes of `[],` parse into a 64-byte list: the host weighs a frame before parsing it.
+    "forged 16 MB frame of nested lists": FIND_PIPE
+    + "ctx = '[' + ','.join(['[]'] * 5_000_000) + ']'\n"
+    'body = (\'{"type": "query", "id": 9, "prompts": ["x"], "model": null, '
+    '"batched": false, "kind": "llm", "contexts": [\' + ctx + \']}\').encode()\n'
+    "for _ in range(3):\n"
+    "    os.write(pipe, struct.pack('>I', len(body)) + body)\n"
+    "import time; time.sleep(3)",
     "batch of 300 prompts of 1 MB": "replies = llm_query_batched(['p' * (1 << 20)] * 300)\nprint(len(replies))",
 }
 
