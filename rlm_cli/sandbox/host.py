@@ -101,6 +101,7 @@ class _Process:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stderr_tail: bytearray = field(default_factory=bytearray)
     violation: str | None = None  # why the host stopped it ("broke the protocol (...)")
+    isolated: bool = False  # in its own PID namespace (known once it is ready)
 
 
 class Sandbox:
@@ -130,7 +131,7 @@ class Sandbox:
         self._proc: _Process | None = None
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._queries: set[asyncio.Task[None]] = set()
-        self._inflight_bytes = 0
+        self._inflight_weight = 0
         self._room = asyncio.Condition()
         self._ready: asyncio.Future[dict[str, Any]] | None = None
         self._cell = 0
@@ -156,19 +157,19 @@ class Sandbox:
         self._ready = loop.create_future()
         hide_environment()
         self._proc = await self._spawn()
-        await self._send(
-            {
-                "type": "init",
-                "sources": [source.wire() for source in self._inputs.sources],
-                "shape": self._inputs.shape,
-                "output_limit": self._output_limit,
-            }
-        )
+        init = {
+            "type": "init",
+            "sources": [source.wire() for source in self._inputs.sources],
+            "shape": self._inputs.shape,
+            "output_limit": self._output_limit,
+        }
         try:
+            await self._send(init)
             message = await self._ready
-        except WorkerDied:
+        except (WorkerDied, ConnectionError):
             raise SandboxError(f"the REPL worker failed to start: {self._death_detail()}") from None
         self.layers = message["sandbox"]
+        self._proc.isolated = self.layers["namespaces"]["active"]
         self._check_layers()
         if message["type"] == "init_error":
             raise SandboxError(f"the REPL worker could not load the inputs: {message['error']}")
@@ -427,7 +428,7 @@ class Sandbox:
         if kind == "query":
             request = frames.query(message)
             await self._make_room(size)  # at once, unless the fields came in another order
-            self._inflight_bytes += size
+            self._inflight_weight += size
             task = asyncio.create_task(self._answer(proc, request, size))
             self._queries.add(task)
         elif kind == "result":
@@ -447,7 +448,7 @@ class Sandbox:
                 lambda: (
                     not self._queries
                     or (
-                        self._inflight_bytes + size <= INFLIGHT_WEIGHT
+                        self._inflight_weight + size <= INFLIGHT_WEIGHT
                         and len(self._queries) < INFLIGHT_QUERIES
                     )
                 )
@@ -479,7 +480,7 @@ class Sandbox:
             task = asyncio.current_task()
             if task is not None:
                 self._queries.discard(task)
-            self._inflight_bytes -= size
+            self._inflight_weight -= size
             async with self._room:
                 self._room.notify_all()
 
@@ -553,7 +554,10 @@ def _pss(pid: int) -> int:
 
 def _kill(proc: _Process) -> None:
     """SIGKILL the worker's process group. In the process sandbox the launcher's death also
-    ends the worker's PID namespace, and every process in it, wherever their group."""
+    ends the worker's PID namespace, and every process in it, wherever their group; so once it
+    has exited and been reaped, its pid (which another process may now have) is left alone."""
+    if proc.exited.done() and proc.isolated:
+        return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.popen.pid, signal.SIGKILL)
 
