@@ -34,9 +34,30 @@ class RLM:
     ) -> None:
         if root_provider is not None and "provider" not in settings:
             settings["provider"] = root_provider.name
-        self.settings: Settings = load_settings(settings, Path(config) if config else None)
+        loaded = load_settings(settings, Path(config) if config else None)
+        self._setup(loaded, root_provider, worker_provider)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        root_provider: Provider | None = None,
+        worker_provider: Provider | None = None,
+    ) -> RLM:
+        """An RLM for settings already loaded and validated. The CLI loads them first, checks
+        the inputs with them, and only then makes the providers (which look up API keys), so a
+        missing file is reported as a missing file even when no key is set."""
+        rlm = cls.__new__(cls)
+        rlm._setup(settings, root_provider, worker_provider)
+        return rlm
+
+    def _setup(
+        self, settings: Settings, root_provider: Provider | None, worker_provider: Provider | None
+    ) -> None:
+        self.settings: Settings = settings
         if root_provider is None:
-            root_provider, made_worker = make_providers(self.settings)
+            root_provider, made_worker = make_providers(settings)
             worker_provider = worker_provider or made_worker
         self._root = root_provider
         self._worker = worker_provider or root_provider

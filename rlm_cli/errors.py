@@ -64,6 +64,21 @@ class LimitReached(RlmError):
     exit_code = 6
 
 
+class SubcallsFailed(RlmError):
+    """The root answered, but sub-calls failed, and `--strict` (setting strict) asked for that to
+    fail the run: in CI an answer that rests on lost work must not pass for a success."""
+
+    exit_code = 7
+
+
+class NotConfirmed(RlmError):
+    """Asked on a terminal to confirm a run whose cost estimate passed `confirm_above_usd`, the
+    user said no. Its own code, not 130: nothing was interrupted, and nothing was spent."""
+
+    exit_code = 8
+    status = "not_confirmed"
+
+
 class InternalError(RlmError):
     """A bug: an exception nobody expected. Its cause is kept for --debug."""
 
@@ -83,5 +98,7 @@ EXIT_CODES: dict[int, str] = {
     4: "provider authentication failed",
     5: "provider failure after retries",
     6: "stopped by a limit (best-effort answer still printed)",
+    7: "answered, but sub-calls failed (with --strict)",
+    8: "not confirmed: a run over confirm_above_usd was declined at the prompt",
     130: "interrupted",
 }

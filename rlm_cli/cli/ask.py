@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 import traceback
@@ -23,7 +24,15 @@ from rlm_cli.cli.inspect import (
     Selection,
     parse_size,
 )
-from rlm_cli.errors import EXIT_CODES, InternalError, Interrupted, RlmError, UsageError
+from rlm_cli.errors import (
+    EXIT_CODES,
+    InternalError,
+    Interrupted,
+    NotConfirmed,
+    RlmError,
+    SubcallsFailed,
+    UsageError,
+)
 from rlm_cli.events import Event, RunFinished, RunStarted
 from rlm_cli.trace.writer import TraceWriter
 from rlm_cli.ui import ViewName
@@ -190,6 +199,23 @@ def ask(
             "(and no API key is needed).",
         ),
     ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Exit 7 when any sub-call failed, even if the root answered (setting strict). "
+            "Default: off (a warning line, exit 0).",
+        ),
+    ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            "-y",
+            help="Do not ask before a run whose high cost estimate passes confirm_above_usd "
+            "(default $5). Only a terminal is ever asked; other runs go on without waiting.",
+        ),
+    ] = False,
     trace: Annotated[
         str | None, typer.Option(help="Write every step of the run to this JSON Lines file.")
     ] = None,
@@ -250,6 +276,7 @@ def ask(
         "allow_weaker_sandbox": allow_weaker_sandbox or None,
         "worker_memory_mb": worker_memory,
         "redact_secrets": redact_secrets or None,
+        "strict": strict or None,
     }
     try:
         overrides["max_file_size"] = parse_size(max_file_size)
@@ -265,6 +292,7 @@ def ask(
         debug=debug,
         selection=selection,
         dry_run=dry_run,
+        assume_yes=yes,
     )
     raise typer.Exit(code)
 
@@ -279,9 +307,10 @@ def _run(
     debug: bool,
     selection: Selection | None = None,
     dry_run: bool = False,
+    assume_yes: bool = False,
 ) -> int:
+    from rlm_cli.cli.inspect import cost_range, summary_line, warn_unenforceable_cost
     from rlm_cli.cli.inspect import dry_run as dry_run_inputs
-    from rlm_cli.cli.inspect import summary_line
     from rlm_cli.ui import open_view
 
     question, paths = args[-1], args[:-1]
@@ -290,42 +319,53 @@ def _run(
     top: list[str] = []  # the id of the top run, once it starts
     try:
         if dry_run:
+            check_question(question)
             return dry_run_inputs(paths, overrides, config, selection or Selection(), piped_stdin())
         rlm, inputs = _prepare(question, paths, overrides, config, selection)
-        # What will be read and what it may cost, before the first model call: ahead of a live
-        # tree (which then owns the terminal), else just after the view's `run` line.
-        # File names are the user's, but an archive's member names are whoever made it.
-        line = terminal_safe(summary_line(inputs, rlm.settings))
-        summary = None if view == "none" else f"rlm: {line}"
-        live = view == "tree" or (view == "auto" and sys.stderr.isatty())
-        if summary and live:
-            print(summary, file=sys.stderr)
-        watcher = open_view(view, sys.stderr)
-
-        def on_event(event: Event) -> None:
-            watcher(event)
-            if isinstance(event, RunStarted) and event.depth == 0:
-                top.append(event.run_id)
-                if summary and not live:
-                    print(summary, file=sys.stderr, flush=True)
-            # The top run's summary, not a child's (cancelled children report after it).
-            if isinstance(event, RunFinished) and event.run_id in top:
-                finished.append(event)
-
         try:
-            result = asyncio.run(
-                _until_terminated(
-                    rlm.run(
-                        inputs,
-                        question,
-                        on_event=on_event,
-                        keep_events=False,
-                        on_subscriber_error=lambda _, error: _view_failed(error, debug),
+            # What will be read and what it may cost, before the first model call: ahead of a
+            # live tree (which then owns the terminal), else just after the view's `run` line.
+            # File names are the user's, but an archive's member names are whoever made it.
+            cost = cost_range(inputs.total_tokens, rlm.settings)
+            line = terminal_safe(summary_line(inputs, rlm.settings, cost))
+            summary = None if view == "none" else f"rlm: {line}"
+            live = view == "tree" or (view == "auto" and sys.stderr.isatty())
+            if summary and live:
+                print(summary, file=sys.stderr)
+            # Limits said out loud, before anything is spent.
+            warn_unenforceable_cost(rlm.settings)
+            try:
+                _confirm_cost(cost.high, rlm.settings.confirm_above_usd, assume_yes, summary)
+            except NotConfirmed as exc:
+                _trace_failure(trace_path, question, rlm.settings.public(), inputs, exc)
+                raise
+            watcher = open_view(view, sys.stderr)
+
+            def on_event(event: Event) -> None:
+                watcher(event)
+                if isinstance(event, RunStarted) and event.depth == 0:
+                    top.append(event.run_id)
+                    if summary and not live:
+                        print(summary, file=sys.stderr, flush=True)
+                # The top run's summary, not a child's (cancelled children report after it).
+                if isinstance(event, RunFinished) and event.run_id in top:
+                    finished.append(event)
+
+            try:
+                result = asyncio.run(
+                    _until_terminated(
+                        rlm.run(
+                            inputs,
+                            question,
+                            on_event=on_event,
+                            keep_events=False,
+                            on_subscriber_error=lambda _, error: _view_failed(error, debug),
+                        )
                     )
                 )
-            )
+            finally:
+                watcher.close()  # the live view must be done drawing before anything else prints
         finally:
-            watcher.close()  # the live view must be done drawing before anything else prints
             inputs.cleanup()
     except RlmError as exc:
         return _fail(exc, as_json, trace_path, debug)
@@ -346,12 +386,70 @@ def _run(
         _print_json(result_json(result.__dict__, trace_path))
     elif result.answer is not None:
         _print_answer(result.answer)
+    code = result.exit_code
     if result.status != "ok":
-        print(
-            f"rlm: stopped: {result.status.replace('_', ' ')} reached; the answer is a best effort",
-            file=sys.stderr,
+        limit = result.status.replace("_", " ")
+        # Say what is on stdout: an answer given at the limit, or none at all.
+        outcome = "the answer is a best effort" if result.answer is not None else "no answer"
+        print(f"rlm: stopped: {limit} reached; {outcome}", file=sys.stderr)
+    failed = _failed_subcalls(result, bool(rlm.settings.strict))
+    if failed is not None:
+        severity, message = failed
+        print(f"rlm: {severity}: {message}", file=sys.stderr)
+        if severity == "error" and code == 0:
+            code = SubcallsFailed.exit_code
+    return code
+
+
+def _failed_subcalls(result: RunResult, strict: bool) -> tuple[str, str] | None:
+    """("warning" or "error", the line to print) when sub-calls failed, else None.
+
+    The root may answer around failed sub-calls (the code gets an error string so it can adapt),
+    so by default that is a warning and exit 0; but the answer then rests on less than the code
+    asked for, so it is always said, and --strict (for CI) makes it exit 7. A run stopped by a
+    limit keeps its exit 6; the count is still said.
+    """
+    failed = result.subcalls_failed
+    if failed <= 0:
+        return None
+    kinds = ", ".join(
+        f"{kind} {count}" for kind, count in sorted(result.failures.items(), key=lambda kv: -kv[1])
+    )
+    every = failed >= result.subcalls
+    counted = (
+        f"all {failed} sub-calls failed"
+        if every
+        else f"{failed} of {result.subcalls} sub-calls failed"
+    )
+    counted += f" ({kinds})" if kinds else ""
+    if result.status != "ok":
+        return "warning", counted
+    if every:
+        counted += "; the answer rests on none of them"
+    if strict:
+        return "error", f"answered, but {counted} (--strict)"
+    return "warning", f"answered, but {counted}; --strict makes this exit 7"
+
+
+def check_question(question: str) -> None:
+    """The last argument is the question. A forgotten one leaves a path there (`rlm ask log
+    src/`), which would be asked as the question, with the other paths as the inputs (or
+    piped stdin, empty, as the only input): a run that answers nonsense, or a wrong error."""
+    if not question.strip():
+        raise UsageError("the question is empty; give it as the last argument")
+    # os.path.exists is False for names too long or holding NUL: those are questions.
+    if os.path.exists(question):
+        kind = (
+            "a directory"
+            if os.path.isdir(question)
+            else "a file"
+            if os.path.isfile(question)
+            else "an existing path"
         )
-    return result.exit_code
+        raise UsageError(
+            f"the last argument must be the question; `{question}` is {kind} — did you forget "
+            'the question? (rlm ask INPUTS... "QUESTION")'
+        )
 
 
 def _prepare(
@@ -361,36 +459,76 @@ def _prepare(
     config: Path | None,
     selection: Selection | None = None,
 ) -> tuple[RLM, Inputs]:
-    """Settings, providers and inputs: everything that can fail before the run starts."""
+    """Everything that can fail before the run starts, in the order a user fixes it: the
+    question, the settings, the inputs, and last the providers, because making them looks up
+    API keys: a missing file or a forgotten question is reported as itself, not as a missing
+    key (and `--dry-run`, which needs no key, agrees with a real run)."""
     from rlm_cli.api import RLM
     from rlm_cli.cli.inspect import input_options
+    from rlm_cli.config import load_settings
     from rlm_cli.inputs import resolve
 
-    rlm = None
+    settings = None
+    inputs = None
     try:
-        if not question.strip():
-            raise UsageError("the question is empty; give it as the last argument")
-        rlm = RLM(config=config, **overrides)
-        options = input_options(rlm.settings, selection or Selection())
-        return rlm, resolve(paths, piped_stdin(), options)
+        check_question(question)
+        settings = load_settings(overrides, config)
+        inputs = resolve(paths, piped_stdin(), input_options(settings, selection or Selection()))
+        return RLM.from_settings(settings), inputs
     except RlmError as exc:
-        trace_path = overrides.get("trace")
-        if trace_path:  # every run leaves a trace, even one that never started
-            settings = rlm.settings.public() if rlm else overrides
-            with contextlib.suppress(RlmError):  # an unwritable trace must not hide `exc`
-                writer = TraceWriter(trace_path)
-                writer.header(question, settings, None)
-                writer.failed_before_start(str(exc))
-                writer.close()
+        public = settings.public() if settings else overrides
+        _trace_failure(overrides.get("trace"), question, public, inputs, exc)
+        if inputs is not None:
+            inputs.cleanup()
         raise
 
 
+def _trace_failure(
+    trace_path: str | None,
+    question: str,
+    settings: dict[str, Any],
+    inputs: Inputs | None,
+    error: RlmError,
+) -> None:
+    """Every run leaves a trace when asked for one, even a run that never started."""
+    if not trace_path:
+        return
+    with contextlib.suppress(RlmError):  # an unwritable trace must not hide `error`
+        writer = TraceWriter(trace_path)
+        writer.header(question, settings, inputs.summary() if inputs else None)
+        writer.failed_before_start(str(error), error.status)
+        writer.close()
+
+
+def _confirm_cost(high: float | None, limit: float, assume_yes: bool, summary: str | None) -> None:
+    """On a terminal, ask before a run that may cost more than `confirm_above_usd`. Elsewhere
+    (CI, a pipe, piped stdin) never wait for an answer: go on, the estimate said out loud."""
+    from rlm_cli.cli.inspect import usd
+
+    if high is None or high <= limit or assume_yes:
+        return
+    estimate = f"this run may cost up to {usd(high)} (confirm_above_usd is {usd(limit)})"
+    if not (sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty()):
+        if summary is None:  # --quiet: the summary line with the estimate was not shown
+            print(f"rlm: note: {estimate}; not asking: not a terminal", file=sys.stderr)
+        return
+    sys.stderr.write(f"rlm: {estimate}. Continue? [y/N] ")
+    sys.stderr.flush()
+    reply = sys.stdin.readline()  # "" at end of input (Ctrl-D): no
+    if reply.strip().lower() not in ("y", "yes"):
+        raise NotConfirmed(
+            f"not confirmed: {estimate}; nothing was spent; --yes skips the question"
+        )
+
+
 async def _until_terminated(run: Coroutine[Any, Any, RunResult]) -> RunResult:
-    """Run to the end, treating SIGTERM (CI runners, `timeout`) like Ctrl-C: the run is
-    cancelled, and still ends with a summary in its trace."""
+    """Run to the end, treating SIGTERM (CI runners, `timeout`) and SIGHUP (a closed terminal
+    or ssh session) like Ctrl-C: the run is cancelled, and still ends with a summary in its
+    trace, and its worker with it."""
     task = asyncio.ensure_future(run)
     with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            asyncio.get_running_loop().add_signal_handler(signum, task.cancel)
     return await task
 
 
@@ -407,6 +545,9 @@ def result_json(fields: dict[str, Any], trace_path: str | None) -> dict[str, Any
         "trace": trace_path,
         "error": None if error is None else str(error),
         "redacted": fields.get("redacted", 0),
+        # Sub-calls that got an error string instead of a reply, in total and by kind.
+        "subcalls_failed": fields.get("subcalls_failed", 0),
+        "failures": fields.get("failures") or {},
     }
 
 

@@ -127,14 +127,16 @@ class CostRange:
             return f"cost unknown (no price for {', '.join(self.unknown)}; see `rlm models`)"
         if self.high == 0:
             return "no cost (local or scripted models)"
-        return f"est. cost {_usd(self.low)}–{_usd(self.high)}"
+        return f"est. cost {usd(self.low)}–{usd(self.high)}"
 
     def to_json(self) -> dict[str, Any]:
         return {"low_usd": self.low, "high_usd": self.high, "unknown_price": list(self.unknown)}
 
 
-def cost_range(input_tokens: int, settings: Settings) -> CostRange:
-    """What a run over `input_tokens` might cost with these settings' models and prices."""
+def _prices(settings: Settings) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
+    """(input, output) USD per million tokens of the root and the worker model; None for a model
+    whose price is unknown. Local presets and the scripted provider are free: their cost is 0,
+    known, exactly as the providers charge it."""
     from rlm_cli.providers.catalog import Catalog, provider_info
 
     catalog = Catalog(settings.prices)
@@ -146,12 +148,41 @@ def cost_range(input_tokens: int, settings: Settings) -> CostRange:
         facts = catalog.facts(model)
         return None if facts.price is None else (facts.price.input, facts.price.output)
 
-    root = price(settings.provider, settings.root_model)
-    worker = price(settings.worker_provider, settings.worker_model)
+    return (
+        price(settings.provider, settings.root_model),
+        price(settings.worker_provider, settings.worker_model),
+    )
+
+
+def unpriced_models(settings: Settings) -> tuple[str, ...]:
+    """The models of these settings whose spending no cost budget can see."""
+    root, worker = _prices(settings)
+    unknown = [settings.root_model] if root is None else []
+    unknown += [settings.worker_model] if worker is None else []
+    return tuple(dict.fromkeys(unknown))
+
+
+def warn_unenforceable_cost(settings: Settings) -> None:
+    """Before anything is spent: a cost budget counts a call of unknown price as nothing, so
+    `--max-cost` over such a model would never stop the run. Say so, and what bounds it instead."""
+    unknown = unpriced_models(settings) if settings.max_cost else ()
+    if not unknown:
+        return
+    origin = settings.origin.get("max_cost", "flag")
+    name = "--max-cost" if origin == "flag" else f"max_cost ({origin})"
+    models = " and ".join(unknown)
+    whose = "its price is" if len(unknown) == 1 else "their prices are"
+    _warn(
+        f"{name} cannot be enforced for model{'s' if len(unknown) > 1 else ''} {models}: "
+        f"{whose} unknown; give prices with --prices FILE, or bound the run with --max-tokens"
+    )
+
+
+def cost_range(input_tokens: int, settings: Settings) -> CostRange:
+    """What a run over `input_tokens` might cost with these settings' models and prices."""
+    root, worker = _prices(settings)
     if root is None or worker is None:
-        unknown = [settings.root_model] if root is None else []
-        unknown += [settings.worker_model] if worker is None else []
-        return CostRange(None, None, tuple(dict.fromkeys(unknown)))
+        return CostRange(None, None, unpriced_models(settings))
 
     def root_cost(turns: int) -> float:
         tokens_in = turns * SYSTEM_TOKENS + TURN_GROWTH * turns * (turns - 1) // 2
@@ -166,11 +197,12 @@ def cost_range(input_tokens: int, settings: Settings) -> CostRange:
     return CostRange(low, high, ())
 
 
-def summary_line(inputs: Inputs, settings: Settings) -> str:
+def summary_line(inputs: Inputs, settings: Settings, cost: CostRange | None = None) -> str:
     """The one line `rlm ask` prints on stderr before the first model call."""
     from rlm_cli.inputs.report import one_line
 
-    return one_line(inputs, cost_range(inputs.total_tokens, settings).describe())
+    cost = cost or cost_range(inputs.total_tokens, settings)
+    return one_line(inputs, cost.describe())
 
 
 def dry_run(
@@ -189,6 +221,7 @@ def dry_run(
     inputs = resolve(paths, stdin, input_options(settings, selection))
     try:
         print(f"rlm: {summary_line(inputs, settings)}", file=sys.stderr)
+        warn_unenforceable_cost(settings)  # what the real run would warn of
         print("rlm: dry run: no model was called", file=sys.stderr)
     finally:
         inputs.cleanup()
@@ -308,5 +341,6 @@ def _print_json(inputs: Inputs, settings: Settings, cost: CostRange) -> None:
     sys.stdout.flush()
 
 
-def _usd(value: float) -> str:
+def usd(value: float) -> str:
+    """Dollars as the summary shows them: cents, or four decimals under ten cents."""
     return f"${value:,.2f}" if value >= 0.1 or value == 0 else f"${value:.4f}"
