@@ -339,6 +339,10 @@ def _run(
             except NotConfirmed as exc:
                 _trace_failure(trace_path, question, rlm.settings.public(), inputs, exc)
                 raise
+            except KeyboardInterrupt:  # Ctrl-C at the question: exit 130, and a trace says so
+                stopped = Interrupted("interrupted before the run started")
+                _trace_failure(trace_path, question, rlm.settings.public(), inputs, stopped)
+                raise
             watcher = open_view(view, sys.stderr)
 
             def on_event(event: Event) -> None:
