@@ -63,10 +63,12 @@ def test_a_forgotten_question_without_a_key_is_reported_as_the_forgotten_questio
 ) -> None:
     log = tmp_path / "server.log"
     log.write_text("hello\n")
-    proc = run_rlm("ask", str(log), env=NO_KEYS)
+    trace = tmp_path / "t.jsonl"
+    proc = run_rlm("ask", "--trace", str(trace), str(log), env=NO_KEYS)
     assert proc.returncode == 2, proc.stderr
     assert "did you forget the question?" in proc.stderr.decode()
     assert "API key" not in proc.stderr.decode()
+    assert "did you forget the question?" in read_trace(trace)[-1]["error"]
 
 
 def test_an_empty_directory_without_a_key_is_reported_as_the_empty_directory(
