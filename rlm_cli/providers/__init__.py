@@ -84,6 +84,7 @@ def _make(
         max_output_tokens=settings.max_output_tokens,
         reasoning_effort=settings.reasoning_effort,
         concurrency=concurrency(info.concurrency, settings),
+        kind=info.kind,
     )
     if info.kind == "anthropic":
         from rlm_cli.providers.anthropic_provider import AnthropicProvider

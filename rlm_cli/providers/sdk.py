@@ -63,6 +63,7 @@ class Connection:
     # Requests this server takes at once (root streams and sub-calls together); None: no limit
     # of its own. llama.cpp, for one, cuts a running stream when another request arrives.
     concurrency: int | None = None
+    kind: str = "openai"  # the wire format: "openai" (and compatible servers) or "anthropic"
 
     @property
     def where(self) -> str:
@@ -351,7 +352,7 @@ def from_status(
         # (llama.cpp "File Not Found", vLLM {"detail": "Not Found"}, Ollama "404 page not found").
         return ProviderError(
             f"{conn.name}: no API at this URL ({conn.scrub(url or conn.base_url or '?')}): "
-            f"HTTP 404{_said(message)}; check --base-url (it usually ends in /v1)"
+            f"HTTP 404{_said(message)}; check --base-url ({_base_url_hint(conn)})"
         )
     if status == 404:
         return ProviderError(
@@ -378,7 +379,7 @@ def _message(body: object, conn: Connection) -> str:
         if isinstance(error, dict):
             message = error.get("message") or error.get("detail")
             code = error.get("code")
-            if code and message and str(code) not in str(message):
+            if isinstance(code, str) and message and code not in str(message):
                 message = f"{message} ({code})"
             if not message:  # no field we know: the whole body, rather than nothing
                 message = json.dumps(body, ensure_ascii=False)
@@ -389,6 +390,14 @@ def _message(body: object, conn: Connection) -> str:
         text = re.sub(r"<[^>]*>", " ", text)  # an HTML error page: its words, not its markup
     text = " ".join(conn.scrub(text).split())
     return text if len(text) <= SERVER_TEXT_CHARS else text[: SERVER_TEXT_CHARS - 1] + "…"
+
+
+def _base_url_hint(conn: Connection) -> str:
+    """What a right --base-url looks like for this wire format."""
+    if conn.kind == "anthropic":
+        # The Anthropic SDK adds /v1/messages itself: a URL ending in /v1 asks for /v1/v1/...
+        return "the server's root: /v1/messages is added to it, so leave /v1 off"
+    return "it usually ends in /v1"
 
 
 def _said(message: str) -> str:
