@@ -158,6 +158,22 @@ def _format_note(form: dict[str, str]) -> str:
     return f"{name}; {preview}" if preview else name
 
 
+REFUSED_NOTE = (
+    "[Budget: {refused:,} of the {size:,} sub-call(s) of one llm_query call were not sent: the "
+    '{limit} budget could not cover them. Their slots hold an error string ("Error: llm_query '
+    'failed: not sent: ..."), not a reply. The whole fan-out would have cost about {whole} at '
+    "the cost of the calls sent, {most} at most; {left} is left. Work with the replies you have, "
+    "or send fewer or smaller calls.]"
+)
+
+
+def refused_note(*, refused: int, size: int, limit: str, whole: str, most: str, left: str) -> str:
+    """Told to the root after a cell in which a budget refused part of a fan-out."""
+    return REFUSED_NOTE.format(
+        refused=refused, size=size, limit=limit, whole=whole, most=most, left=left
+    )
+
+
 def cell_feedback(outputs: list[str], iteration: int, max_iterations: int) -> str:
     """The user message that carries the outputs of one turn's code back to the root model."""
     parts = []

@@ -2,7 +2,13 @@
 
 Concurrency is bounded per provider, and adapts: a 429 halves the provider's limit, and each
 success wins a little of it back. Budgets are checked before anything is sent; a batch that would
-overrun --max-subcalls fails in the cell, whole, before spending. Replies may come from the cache.
+overrun --max-subcalls fails in the cell, whole, before spending. Money and token budgets admit a
+batch call by call (`Budget.admit`, on each call's `Bound`): the calls that cannot fit are refused
+before they are sent, their slots get an error string naming the budget, and the root is told how
+many (`Caller.notes`). Replies may come from the cache.
+
+Every sub-call that ends with an error string instead of a reply is counted in its run's
+`Caller.failures`, by kind (`failure_kind`), so no view or exit code can miss it.
 
 With `redact_secrets`, obvious secrets in each prompt are masked (engine/redact.py) before
 anything else sees it: the provider, the cache key, the size check and the `subcall_started`
@@ -18,16 +24,30 @@ import itertools
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rlm_cli.engine.budget import Budget
+from rlm_cli.engine import prompts
+from rlm_cli.engine.budget import Bound, Budget
 from rlm_cli.engine.redact import redact
 from rlm_cli.engine.usage import UsageLedger
-from rlm_cli.errors import ContextLengthError, ProviderAuthError, RetryableError, RlmError
+from rlm_cli.errors import (
+    ContextLengthError,
+    ProviderAuthError,
+    ProviderError,
+    RetryableError,
+    RlmError,
+)
 from rlm_cli.events import EventBus, Retry, SubcallCached, SubcallFinished, SubcallStarted
-from rlm_cli.providers.base import Completion, Message, ModelRequest, Provider, RetryCallback
-from rlm_cli.providers.catalog import Catalog
+from rlm_cli.providers.base import (
+    Completion,
+    Message,
+    ModelRequest,
+    Provider,
+    RetryCallback,
+    Usage,
+)
+from rlm_cli.providers.catalog import CHARS_PER_TOKEN, Catalog
 from rlm_cli.sandbox.host import QueryRefused, QueryRequest
 
 
@@ -43,6 +63,33 @@ class ReplyStore(Protocol):
 
 ChildStarter = Callable[[str, Any, str | None, int], Awaitable[str]]
 
+# Tokens a chat request adds around a prompt (role, framing): part of a call's input bound.
+MESSAGE_TOKENS = 16
+
+
+class BudgetRefused(RlmError):
+    """A sub-call refused before it was sent: the budget `limit` cannot cover it."""
+
+    def __init__(self, message: str, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+def failure_kind(error: BaseException) -> str:
+    """How a failed sub-call failed, for RunResult.failures: budget, provider, context_length,
+    timeout or other."""
+    if isinstance(error, BudgetRefused):
+        return "budget"
+    if isinstance(error, ContextLengthError):
+        return "context_length"
+    if isinstance(error, asyncio.CancelledError | TimeoutError):
+        return "timeout"  # its cell was over: stopped at its time limit, mostly
+    if isinstance(error, RetryableError) and "timed out" in str(error):
+        return "timeout"  # the request itself timed out, after its retries
+    if isinstance(error, ProviderError | ProviderAuthError):
+        return "provider"
+    return "other"
+
 
 @dataclass
 class Caller:
@@ -56,6 +103,44 @@ class Caller:
     start_child: ChildStarter | None
     started: int = 0  # sub-calls this run has sent (or had answered from the cache)
     redacted: int = 0  # secrets masked in this run's own prompts (not its children's)
+    # Sub-calls of this run and its child runs that ended with an error string, by kind.
+    failures: Counter[str] = field(default_factory=Counter)
+    # The first budget that refused work of this run or its child runs: the run's status then.
+    cut_by: str | None = None
+    # What the root must be told after the cell: budgets that refused part of a fan-out.
+    notes: list[str] = field(default_factory=list)
+
+    def failed(self, kind: str, limit: str | None = None) -> None:
+        self.failures[kind] += 1
+        if limit is not None:
+            self.cut(limit)
+
+    def cut(self, limit: str) -> None:
+        if self.cut_by is None:
+            self.cut_by = limit
+
+
+@dataclass
+class Fanout:
+    """One llm_query / llm_query_batched call, for the note when a budget refused part of it."""
+
+    size: int
+    refused: Counter[str] = field(default_factory=Counter)  # by the limit that refused them
+    bound_cost: float | None = 0.0  # the whole fan-out at most; None when a price is unknown
+    bound_tokens: int = 0
+    sent: int = 0  # calls that spent (cache hits and failures do not)
+    spent_cost: float = 0.0
+    spent_tokens: int = 0
+
+    def add(self, bound: Bound) -> None:
+        self.bound_tokens += bound.tokens
+        if self.bound_cost is not None:
+            self.bound_cost = None if bound.cost is None else self.bound_cost + bound.cost
+
+    def spent(self, usage: Usage, cost_usd: float | None) -> None:
+        self.sent += 1
+        self.spent_cost += cost_usd or 0.0
+        self.spent_tokens += usage.input_tokens + usage.output_tokens
 
 
 class AdaptiveLimit:
@@ -112,8 +197,14 @@ class SubcallRouter:
         cache: ReplyStore | None = None,
         cache_extra: dict[str, Any] | None = None,
         redact_secrets: bool = False,
+        max_output_tokens: int | None = None,
+        free: bool = False,
     ) -> None:
         self._provider = provider
+        # What a sub-call can cost at most (`_bound`): the most output tokens a request asks
+        # for (None: the model's own maximum), and whether the provider charges at all (local).
+        self._max_output_tokens = max_output_tokens
+        self._free = free
         self._model = model
         self._catalog = catalog
         self._limits: dict[str, AdaptiveLimit] = {}
@@ -154,7 +245,7 @@ class SubcallRouter:
 
     async def handle(self, caller: Caller, request: QueryRequest) -> list[str]:
         """Answer one llm_query / llm_query_batched / rlm_query call, replies in prompt order."""
-        self._refuse_if_over_budget(len(request.prompts))
+        self._refuse_if_over_budget(caller, len(request.prompts))
         if request.kind == "rlm" and caller.start_child is not None:
             start = caller.start_child
             contexts = request.contexts or [None] * len(request.prompts)
@@ -172,6 +263,7 @@ class SubcallRouter:
         self.budget.subcalls += len(prompts)
         replies: list[str] = [""] * len(prompts)
         queue = iter(enumerate(prompts))
+        fanout = Fanout(len(prompts))
 
         async def lane() -> None:
             # Lanes take the next prompt as they free up: memory stays flat however many
@@ -180,21 +272,55 @@ class SubcallRouter:
             for index, prompt in queue:
                 masked = self._masked(caller, prompt)
                 replies[index] = await self._one(
-                    caller, masked, model, request.cell, batch_id, len(prompts), kind
+                    caller, masked, model, request.cell, batch_id, fanout, kind
                 )
 
         await asyncio.gather(*(lane() for _ in range(min(len(prompts), self._max_concurrency))))
+        if fanout.refused:
+            caller.notes.append(self._refused_note(fanout))
         return replies
 
-    def _refuse_if_over_budget(self, count: int) -> None:
+    def _refused_note(self, fanout: Fanout) -> str:
+        """What the root is told about a fan-out a budget cut: how many were refused, and what
+        the whole of it would have cost (at the cost of the calls sent, and at most)."""
+        limit, _ = fanout.refused.most_common(1)[0]
+        if limit == "max_cost":
+
+            def money(value: float | None) -> str:
+                return "unknown" if value is None else f"${value:.4f}"
+
+            average = fanout.spent_cost / fanout.sent if fanout.sent else None
+            about = None if average is None else average * fanout.size
+            whole, most, left = (
+                money(about),
+                money(fanout.bound_cost),
+                money(self.budget.left(limit)),
+            )
+        else:
+
+            def count(value: float | None) -> str:
+                return "unknown" if value is None else f"{value:,.0f} tokens"
+
+            average = fanout.spent_tokens / fanout.sent if fanout.sent else None
+            about = None if average is None else average * fanout.size
+            whole, most = count(about), count(fanout.bound_tokens)
+            left = count(self.budget.left(limit))
+        return prompts.refused_note(
+            refused=fanout.refused.total(), size=fanout.size, limit=limit,
+            whole=whole, most=most, left=left,
+        )  # fmt: skip
+
+    def _refuse_if_over_budget(self, caller: Caller, count: int) -> None:
         reached = self.budget.exhausted()
         if reached is not None:
+            caller.cut(reached)
             raise QueryRefused(
                 f"the {reached} budget is used up, so no more sub-calls can be made; "
                 "answer now with what you have, using FINAL(...) or FINAL_VAR(...)"
             )
         left = self.budget.subcalls_left()
         if left is not None and count > left:
+            caller.cut("max_subcalls")
             raise QueryRefused(
                 f"{count} sub-call(s) would overrun --max-subcalls {self.budget.limits.max_subcalls} "
                 f"({left} left); nothing was sent. Use fewer, larger chunks."
@@ -207,7 +333,7 @@ class SubcallRouter:
         model: str,
         cell: int,
         batch_id: int | None,
-        batch_size: int,
+        fanout: Fanout,
         kind: str,
     ) -> str:
         subcall_id = next(self._ids)
@@ -228,7 +354,7 @@ class SubcallRouter:
                     model=model,
                     prompt=prompt,
                     batch_id=batch_id,
-                    batch_size=batch_size,
+                    batch_size=fanout.size,
                     kind=kind,
                 )
             )
@@ -239,15 +365,16 @@ class SubcallRouter:
                     completion = cached
                     self._bus.emit(SubcallCached(caller.run_id, subcall_id=subcall_id))
                 else:
-                    completion = await self._send(request, prompt, model)
+                    completion = await self._send(request, prompt, model, fanout)
             except (RlmError, asyncio.CancelledError) as exc:
+                if isinstance(exc, BudgetRefused):
+                    fanout.refused[exc.limit] += 1
                 return self._failed(caller, exc, subcall_id, cell, model, started, batch_id)
         if cached is None:
             self.limit(self._provider.name).succeeded()
             if self.cache and key and completion.finish_reason != "length":  # not a cut reply
                 self.cache.put(key, completion)
             caller.ledger.add(completion.model, completion.usage, completion.cost_usd, caller.depth)
-            self.budget.charge(completion.usage, completion.cost_usd)
         else:  # a hit spent nothing: no usage is reported for it, and it costs 0
             caller.ledger.cache_hits += 1
         self._bus.emit(
@@ -265,18 +392,56 @@ class SubcallRouter:
         )
         return completion.text
 
-    async def _send(self, request: ModelRequest, prompt: str, model: str) -> Completion:
-        reached = self.budget.exhausted()
-        if reached is not None:  # the budget ran out while this call waited for a slot
-            raise RlmError(f"not sent: the {reached} budget is used up")
+    async def _send(
+        self, request: ModelRequest, prompt: str, model: str, fanout: Fanout
+    ) -> Completion:
         too_big = self._refusal(prompt, model)
         if too_big:
             raise ContextLengthError(too_big)
-        self.budget.in_flight += 1
+        bound = self._bound(prompt, model)
+        fanout.add(bound)
+        refused = await self.budget.admit(bound)
+        if refused is not None:
+            raise BudgetRefused(self._refused_reason(refused, bound), refused)
         try:
-            return await self._provider.complete(request)
-        finally:
-            self.budget.in_flight -= 1
+            completion = await self._provider.complete(request)
+        except BaseException:
+            self.budget.settle(bound)  # a failed attempt reports no usage: nothing was spent
+            raise
+        # Charged before anything else can run, with the bound released in the same step.
+        self.budget.settle(bound, completion.usage, completion.cost_usd)
+        fanout.spent(completion.usage, completion.cost_usd)
+        return completion
+
+    def _bound(self, prompt: str, model: str) -> Bound:
+        """The most one sub-call can spend, from the catalog's facts: the prompt's tokens (four
+        characters a token, as everywhere here, plus the message framing) at the input price,
+        and the most output tokens it may return at the output price."""
+        facts = self._catalog.facts(model)
+        prompt_tokens = -(-len(prompt) // CHARS_PER_TOKEN) + MESSAGE_TOKENS
+        output = self._max_output_tokens or facts.max_output
+        if facts.known:  # a reply never passes the model's own maximum
+            output = min(output, facts.max_output)
+        tokens = prompt_tokens + output
+        if self._free:
+            return Bound(0.0, tokens)
+        if facts.price is None:
+            return Bound(None, tokens)
+        return Bound(facts.price.cost(Usage(prompt_tokens, output)), tokens)
+
+    def _refused_reason(self, limit: str, bound: Bound) -> str:
+        """The error string of a refused sub-call: it names the budget and says why."""
+        if self.budget.exhausted() == limit:
+            return f"not sent: the {limit} budget is used up"
+        if limit == "max_cost":
+            most, left = f"${bound.cost or 0.0:.4f}", f"${self.budget.left(limit):.4f}"
+        else:
+            most, left = f"{bound.tokens:,} tokens", f"{self.budget.left(limit):,.0f} tokens"
+        return (
+            f"not sent: the {limit} budget cannot cover it (it could take up to {most}, its "
+            f"prompt and its most output tokens; {left} left). Fewer or smaller calls may fit; "
+            "--max-output-tokens lowers the most a call can take"
+        )
 
     def _failed(
         self,
@@ -290,6 +455,7 @@ class SubcallRouter:
     ) -> str:
         if isinstance(exc, ProviderAuthError) and self.fatal is None:
             self.fatal = exc
+        caller.failed(failure_kind(exc), exc.limit if isinstance(exc, BudgetRefused) else None)
         cancelled = isinstance(exc, asyncio.CancelledError)
         error = "cancelled: its cell was over" if cancelled else str(exc)
         self._bus.emit(

@@ -16,7 +16,13 @@ from rlm_cli.config import Settings
 from rlm_cli.engine import prompts
 from rlm_cli.engine.budget import Budget, Limits
 from rlm_cli.engine.parsing import extract_code_blocks, find_prose_final
-from rlm_cli.engine.router import Caller, ReplyStore, SubcallRouter, retry_reporter
+from rlm_cli.engine.router import (
+    Caller,
+    ReplyStore,
+    SubcallRouter,
+    failure_kind,
+    retry_reporter,
+)
 from rlm_cli.engine.usage import UsageLedger
 from rlm_cli.errors import InternalError, ProviderAuthError, RlmError
 from rlm_cli.events import (
@@ -32,13 +38,16 @@ from rlm_cli.events import (
     RunStarted,
 )
 from rlm_cli.inputs import Inputs, from_value
+from rlm_cli.providers.anthropic_provider import THINKING_BUDGET
 from rlm_cli.providers.base import Message, ModelRequest, Provider
-from rlm_cli.providers.catalog import Catalog
+from rlm_cli.providers.catalog import Catalog, providers
 from rlm_cli.sandbox.host import CellResult, QueryRequest, Sandbox
 from rlm_cli.sandbox.policy import make_policy
 
 # Child runs of one batch started at once: each is a worker process of its own.
 CHILD_CONCURRENCY = 4
+# The statuses of a run that a budget stopped, and the failure kind of a child run that ended so.
+BUDGET_STATUSES = frozenset({"max_cost", "max_tokens", "max_subcalls"})
 
 
 @dataclass
@@ -101,6 +110,8 @@ class Tree:
             cache=cache,
             cache_extra=settings.cache_key_settings(),
             redact_secrets=settings.redact_secrets,
+            max_output_tokens=_sub_max_output(settings),
+            free=_local(settings.worker_provider),
         )
         # Child runs started at once, per depth: one shared limit would deadlock, with children
         # holding every slot while they wait for slots for their own children.
@@ -181,6 +192,10 @@ class Run:
                 )
             )
             status, final = await self._loop(meta)
+            if status == "ok" and self.caller.cut_by is not None:
+                # A budget refused some of the work this answer should rest on: it is not ok,
+                # and the status says which budget (exit 6), even though the root answered.
+                status = self.caller.cut_by
         except RlmError as exc:
             error = exc
             status = exc.status
@@ -198,16 +213,20 @@ class Run:
     def _finish(
         self, status: str, final: Final | None, started: float, error: RlmError | str | None
     ) -> RunResult:
+        failures = self.caller.failures  # this run's and its child runs'
         result = RunResult(
             run_id=self.run_id,
             status=status,
-            answer=final.answer if final else None,
+            # An empty answer is none: the CLI says "no answer", never "a best effort".
+            answer=final.answer if final and final.answer.strip() else None,
             iterations=self.iterations,
             subcalls=self.caller.started + self.child_subcalls,
             usage=self.ledger.to_json(),
             elapsed_s=round(time.monotonic() - started, 3),
             error=error if isinstance(error, RlmError) else None,
             redacted=self.tree.router.redacted if self.depth == 0 else self.caller.redacted,
+            subcalls_failed=failures.total(),
+            failures=dict(failures),
         )
         self.bus.emit(
             RunFinished(
@@ -220,6 +239,8 @@ class Run:
                 elapsed_s=result.elapsed_s,
                 error=None if error is None else str(error),
                 redacted=result.redacted,
+                subcalls_failed=result.subcalls_failed,
+                failures=result.failures,
             )
         )
         return result
@@ -289,7 +310,9 @@ class Run:
         outputs = []
         for code in blocks:
             result = await self._run_cell(iteration, code, last_turn)
-            outputs.append(result.output)
+            # What a budget refused during the cell goes with its output: the code may not say.
+            notes, self.caller.notes = self.caller.notes, []
+            outputs.append("\n\n".join([result.output, *notes]) if notes else result.output)
             if self.tree.router.fatal is not None:
                 raise self.tree.router.fatal
             if result.final is not None:
@@ -311,7 +334,9 @@ class Run:
             code = f"FINAL_VAR({prose.variable!r})"
             result = await self._run_cell(iteration, code, last_turn)
             if result.final is None:
-                return None
+                # No such variable: no answer, and on the last turn the reply is not one either
+                # (it would pass "FINAL_VAR(x)" off as the answer).
+                return Final("", "FINAL_VAR") if last_turn else None
             return self._announce(iteration, result.final, "FINAL_VAR")
         assert prose.answer is not None
         return self._announce(iteration, prose.answer, "prose")
@@ -397,6 +422,7 @@ class Run:
         async with self.tree.child_slots(self.depth + 1):
             reached = self.tree.budget.exhausted()
             if reached is not None:  # it waited for a slot while the budget ran out
+                self.caller.failed("budget", reached)
                 return f"Error: rlm_query not run: the {reached} budget is used up"
             inputs = self.inputs if context is None else from_value(context)
             child = Run(
@@ -412,14 +438,37 @@ class Run:
             finally:  # a cancelled child's calls were made all the same: count them
                 self.ledger.merge(child.ledger)
                 self.child_subcalls += child.caller.started + child.child_subcalls
+                self.caller.failures.update(child.caller.failures)
+                if child.caller.cut_by is not None:
+                    self.caller.cut(child.caller.cut_by)
                 if inputs is not self.inputs:
                     inputs.cleanup()
         if isinstance(result.error, ProviderAuthError) and self.tree.router.fatal is None:
             self.tree.router.fatal = result.error  # bad credentials end the whole tree
         if result.error is not None:
+            self.caller.failed(failure_kind(result.error))
             return f"Error: rlm_query failed: {result.error}"
-        return (
-            result.answer
-            if result.answer is not None
-            else f"Error: rlm_query ended with {result.status}"
-        )
+        if result.answer is None:  # the child's work is lost to this run: one failed sub-call
+            budget = result.status if result.status in BUDGET_STATUSES else None
+            kind = "budget" if budget else "timeout" if result.status == "timeout" else "other"
+            self.caller.failed(kind, budget)
+            return f"Error: rlm_query ended with {result.status}"
+        return result.answer
+
+
+def _sub_max_output(settings: Settings) -> int | None:
+    """The most output tokens a sub-call asks for, if a setting bounds it (else the model's own
+    maximum bounds it): part of what a call can cost at most, for the budgets."""
+    if settings.max_output_tokens is None:
+        return None
+    info = providers().get(settings.worker_provider)
+    # Extended thinking adds its budget to the output tokens an Anthropic request asks for.
+    thinking = THINKING_BUDGET.get(settings.reasoning_effort or "", 0)
+    extra = thinking if info is not None and info.kind == "anthropic" else 0
+    return settings.max_output_tokens + extra
+
+
+def _local(provider: str) -> bool:
+    """A local provider (and the scripted one) costs nothing, whatever a model's price."""
+    info = providers().get(provider)
+    return info is not None and info.local

@@ -128,6 +128,35 @@ class Iteration:
             if not isinstance(child, RunTree)
         )
 
+    @property
+    def failed(self) -> int:
+        """Sub-calls of this iteration that ended with an error, and child runs that ended
+        without an answer: work the code asked for and did not get."""
+        count = 0
+        for cell in self.cells:
+            for child in cell.children:
+                if isinstance(child, Batch):
+                    count += child.failed
+                elif isinstance(child, Subcall):
+                    count += child.error is not None
+                else:
+                    count += child.status is not None and child.answer is None
+        return count
+
+    @property
+    def state(self) -> str:
+        """ "error" (a cell raised), "warning" (sub-calls failed, a batch did not finish, a cell
+        timed out, or the iteration never finished: the run was interrupted or stopped) or "ok"."""
+        if any(c.error and not c.timed_out for c in self.cells):
+            return "error"
+        unfinished = self.reply is None or any(not c.done or c.timed_out for c in self.cells)
+        cut = any(
+            isinstance(child, Batch) and child.done < child.size
+            for cell in self.cells
+            for child in cell.children
+        )
+        return "warning" if unfinished or cut or self.failed else "ok"
+
 
 @dataclass(frozen=True)
 class Totals:
@@ -136,6 +165,7 @@ class Totals:
     input_tokens: int
     output_tokens: int
     cost_usd: float | None
+    subcalls_failed: int = 0  # of those done
 
 
 @dataclass
@@ -158,6 +188,9 @@ class RunTree:
     finished_at: float | None = None
     subcalls_done: int = 0
     subcalls_in_flight: int = 0
+    subcalls_failed: int = 0  # this run's own, counted from its events
+    # From run_finished: the failed sub-calls of this run and its child runs, by kind.
+    failures: dict[str, int] = field(default_factory=dict)
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = 0.0
@@ -231,6 +264,7 @@ class RunTree:
         elif isinstance(event, RunFinished):
             self.status, self.finished_at = terminal_safe(event.status), event.ts
             self.error = None if event.error is None else terminal_safe(event.error)
+            self.failures = {terminal_safe(str(k)): int(v) for k, v in event.failures.items()}
             if event.answer is not None:
                 self.answer = terminal_safe(event.answer)
             # Its usage totals include child runs, which count their own: the counters built from
@@ -324,6 +358,7 @@ class RunTree:
         call.elapsed_s = event.elapsed_s
         self.subcalls_in_flight -= 1
         self.subcalls_done += 1
+        self.subcalls_failed += call.error is not None
         self._count_usage(event.usage, event.cost_usd)
         del self._subcalls[event.subcall_id]  # only calls in flight are looked up again
         if batch is not None:
@@ -369,6 +404,7 @@ class RunTree:
             input_tokens=sum(r.input_tokens for r in runs),
             output_tokens=sum(r.output_tokens for r in runs),
             cost_usd=None if None in costs else sum(c or 0.0 for c in costs),
+            subcalls_failed=sum(r.subcalls_failed for r in runs),
         )
 
     def elapsed(self, now: float | None = None) -> float:

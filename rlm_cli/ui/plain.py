@@ -100,7 +100,8 @@ class PlainView:
             error = f" · {event.error}" if event.error else ""
             masked = f" · {event.redacted} secret(s) masked" if event.redacted else ""
             return (
-                f"finished {event.status} · {event.iterations} iteration(s) · {event.subcalls} sub-call(s) · "
+                f"finished {event.status} · {event.iterations} iteration(s) · {event.subcalls} sub-call(s)"
+                f"{failed_note(event.subcalls_failed, event.failures)} · "
                 f"{format_usage(usage)}{money} · {event.elapsed_s:.1f}s{masked}{error}"
             )
         return None
@@ -120,3 +121,13 @@ class PlainView:
             return None
         del self._batches[event.batch_id]
         return f"  llm_query_batched · {batch[0]} prompt(s) · {batch[2]} failed · {event.model}"
+
+
+def failed_note(failed: int, failures: dict[str, int]) -> str:
+    """ " · N sub-call(s) failed (budget 3, provider 1)", or nothing when none failed."""
+    if not failed:
+        return ""
+    kinds = ", ".join(
+        f"{kind} {count}" for kind, count in sorted(failures.items(), key=lambda kv: -kv[1])
+    )
+    return f" · {failed} sub-call(s) failed" + (f" ({kinds})" if kinds else "")

@@ -81,7 +81,8 @@ def _run_tree(
     for iteration in iterations:
         current = iteration is run.iterations[-1] and run.status is None
         if expanded or current or only_iteration is not None:
-            _iteration_open(tree, iteration, full=only_iteration is not None, now=now)
+            over = run.status is not None
+            _iteration_open(tree, iteration, full=only_iteration is not None, now=now, over=over)
         else:
             tree.add(_iteration_line(iteration))
     if run.depth and run.answer is not None and run.status is not None:
@@ -108,25 +109,39 @@ def _header(run: RunTree) -> RenderableType:
     return grid
 
 
+# An iteration's mark by its state (Iteration.state): ✓ only when nothing was lost.
+MARKS = {"ok": ("✓ ", "green"), "warning": ("⚠ ", "yellow"), "error": ("✗ ", "red")}
+
+
+def _failed_note(iteration: Iteration) -> Text:
+    failed = iteration.failed
+    return Text(f" ({failed} failed)" if failed else "", style="red")
+
+
 def _iteration_line(iteration: Iteration) -> Text:
-    mark = ("✗ ", "red") if any(c.error for c in iteration.cells) else ("✓ ", "green")
     elapsed = (iteration.elapsed_s or 0) + sum(c.elapsed_s or 0 for c in iteration.cells)
     line = Text.assemble(
-        mark,
+        MARKS[iteration.state],
         (f"iteration {iteration.iteration}", "bold"),
-        (
-            f" · {len(iteration.cells)} cell(s) · {iteration.subcalls} sub-call(s) · "
-            f"{elapsed:.1f}s · {format_usage(iteration.usage)}",
-            "dim",
-        ),
+        (f" · {len(iteration.cells)} cell(s) · {iteration.subcalls} sub-call(s)", "dim"),
+        _failed_note(iteration),
+        (f" · {elapsed:.1f}s · {format_usage(iteration.usage)}", "dim"),
         ("  " + _prose(iteration.text, 1), "dim italic"),
     )
     line.no_wrap, line.overflow = True, "ellipsis"  # one line per finished iteration, always
     return line
 
 
-def _iteration_open(tree: Tree, iteration: Iteration, *, full: bool, now: float | None) -> None:
+def _iteration_open(
+    tree: Tree, iteration: Iteration, *, full: bool, now: float | None, over: bool = False
+) -> None:
     label = Text.assemble((f"iteration {iteration.iteration}", "bold"))
+    state = iteration.state
+    if over and state != "ok":  # a finished run's iteration that lost work (trace show): say so
+        label = Text.assemble(MARKS[state], label)
+        failed = iteration.failed
+        if failed:
+            label.append(f" · {failed} sub-call(s) failed", style="red")
     if iteration.last_turn:
         label.append(" · last turn: asking for the best answer", style="yellow")
     if iteration.retries:
@@ -144,10 +159,10 @@ def _iteration_open(tree: Tree, iteration: Iteration, *, full: bool, now: float 
             node.add(_syntax(code, tail=True))
         return
     for cell in iteration.cells:
-        _cell(node, cell, full=full, now=now)
+        _cell(node, cell, full=full, now=now, over=over)
 
 
-def _cell(parent: Tree, cell: Cell, *, full: bool, now: float | None) -> None:
+def _cell(parent: Tree, cell: Cell, *, full: bool, now: float | None, over: bool = False) -> None:
     if cell.done:
         status = ("error", "red") if cell.error else ("ok", "green")
         if cell.timed_out:
@@ -155,6 +170,8 @@ def _cell(parent: Tree, cell: Cell, *, full: bool, now: float | None) -> None:
         label = Text.assemble(f"cell {cell.cell} ", status, (f" · {cell.elapsed_s:.2f}s", "dim"))
         if cell.worker_restarted:
             label.append(" · worker restarted", style="yellow")
+    elif over:  # the run ended while the cell ran: interrupted, or stopped
+        label = Text.assemble(f"cell {cell.cell} ", ("interrupted", "yellow"))
     else:
         label = Text.assemble(f"cell {cell.cell} ", ("running", "yellow"))
     node = parent.add(label)
@@ -238,7 +255,10 @@ def _footer(run: RunTree, now: float | None) -> Text:
     text.append(f" {run.elapsed(now):.1f}s ", style="bold")
     text.append(f"· iteration {len(run.iterations)} of {max_iterations} ")
     totals = run.totals()
-    text.append(f"· sub-calls {totals.subcalls_done} done, {totals.subcalls_in_flight} in flight ")
+    text.append(f"· sub-calls {totals.subcalls_done} done, {totals.subcalls_in_flight} in flight")
+    if totals.subcalls_failed:
+        text.append(f", {totals.subcalls_failed} failed", style="bold red")
+    text.append(" ")
     text.append(
         f"· {format_tokens(totals.input_tokens)} in / {format_tokens(totals.output_tokens)} out "
     )
