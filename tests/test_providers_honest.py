@@ -281,7 +281,7 @@ def test_a_timed_out_stream_is_retried() -> None:
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
-def test_a_wrong_base_url_path_is_reported_as_such(provider: str) -> None:
+def test_a_wrong_base_url_is_told_from_an_unknown_model(provider: str) -> None:
     served = "/v1/chat/completions" if provider == "openai" else "/v1/messages"
     with FakeLLM(list(ONE_SUBCALL), paths=(served,)) as fake:
         proc = ask(fake, "--model", "m", "--max-retries", "1", "--json", provider=provider,
@@ -297,10 +297,7 @@ def test_a_wrong_base_url_path_is_reported_as_such(provider: str) -> None:
     else:
         assert "ends in /v1" in error
     assert "no API at this URL" in proc.stderr.decode()
-
-
-@pytest.mark.parametrize("provider", ["openai", "anthropic"])
-def test_an_unknown_model_is_still_an_unknown_model(provider: str) -> None:
+    # The right URL and a model the server does not serve: still an unknown model.
     with FakeLLM(list(ONE_SUBCALL), models=("m",)) as fake:
         proc = ask(fake, "--model", "nope", "--max-retries", "1", "--json", provider=provider,
                    path="/v1" if provider == "openai" else "")  # fmt: skip
@@ -321,11 +318,10 @@ def test_an_unknown_model_is_still_an_unknown_model(provider: str) -> None:
 )
 def test_a_404_without_a_model_keeps_the_server_words(body: object, said: str) -> None:
     conn = Connection("vllm", "http://localhost:8000", None, None, True, Catalog())
-    error = from_status(conn, "m", 404, body, None, "http://localhost:8000/chat/completions")
+    # A model called "o": the "o" of "Not Found" does not name it. No URL: the base URL is named.
+    error = from_status(conn, "o", 404, body, None)
     assert isinstance(error, ProviderError)
-    assert str(error).startswith(
-        "vllm: no API at this URL (http://localhost:8000/chat/completions)"
-    )
+    assert str(error).startswith("vllm: no API at this URL (http://localhost:8000)")
     assert f"HTTP 404: {said}; check --base-url" in str(error)
 
 

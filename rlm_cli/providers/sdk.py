@@ -407,7 +407,9 @@ def _said(message: str) -> str:
 def _names_a_model(message: str, model: str) -> bool:
     """Whether a 404's text is about a model (so the route exists and the model does not)."""
     lowered = message.lower()
-    return "model" in lowered or (bool(model) and model.lower() in lowered)
+    # The name as a word: a model called "o" is not named by "Not Found".
+    named = bool(model) and re.search(rf"(?<![\w.-]){re.escape(model.lower())}(?![\w.-])", lowered)
+    return "model" in lowered or bool(named)
 
 
 def _request_url(response: Any) -> str | None:
