@@ -81,11 +81,6 @@ def test_a_custom_base_url_sends_sub_calls_to_the_root_model() -> None:
     assert "worker my-model" in stderr_lines(proc)[0]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the end-of-run warning on failed sub-calls (cli/ask.py, being written) names neither "
-    "the model nor the 404, and every sub-call failing exits 0",
-)
 def test_a_worker_model_the_server_does_not_serve_is_never_a_silent_success() -> None:
     with FakeLLM(list(ONE_SUBCALL), models=("my-model",)) as fake:
         proc = ask(fake, "--model", "my-model", "--sub-model", "other", "--no-cache")
@@ -121,12 +116,6 @@ def test_a_key_given_as_api_key_env_is_refused_and_never_echoed() -> None:
     assert data["status"] == "error" and "not shown" in data["error"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rlm_cli/cli/ask.py _prepare traces the raw flag values when load_settings fails "
-    "(`public = settings.public() if settings else overrides`); it needs "
-    "rlm_cli.config.public_values(overrides) there",
-)
 def test_a_key_given_as_api_key_env_never_reaches_the_trace(tmp_path: Path) -> None:
     trace = tmp_path / "t.jsonl"
     with FakeLLM(list(ONE_SUBCALL)) as fake:
