@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rlm_cli.format import format_tokens
 from rlm_cli.inputs.model import Inputs, Skip, Source
 from rlm_cli.inputs.resolve import format_bytes
-from rlm_cli.ui.format import format_tokens
 
 
 def one_line(inputs: Inputs, cost: str | None = None) -> str:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from rlm_cli.format import format_tokens
 from rlm_cli.ui.safe import terminal_safe
+
+__all__ = ["first_line", "format_tokens", "format_usage", "sandbox_line"]
 
 
 def first_line(text: str, width: int = 80) -> str:
@@ -16,14 +19,6 @@ def first_line(text: str, width: int = 80) -> str:
         if line:
             return line if len(line) <= width else line[: width - 1] + "…"
     return ""
-
-
-def format_tokens(count: int) -> str:
-    if count >= 1_000_000:
-        return f"{count / 1_000_000:.1f}M"
-    if count >= 10_000:
-        return f"{count / 1_000:.0f}K"
-    return f"{count:,}"
 
 
 def format_usage(usage: dict[str, Any]) -> str:
