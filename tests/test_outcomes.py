@@ -29,6 +29,8 @@ from rlm_cli.events import (
 )
 from rlm_cli.providers.base import Usage
 from rlm_cli.providers.scripted import ScriptedProvider
+from rlm_cli.trace.export import export_html
+from rlm_cli.trace.reader import load_trace, trajectory
 from rlm_cli.ui.model import RunTree
 from rlm_cli.ui.tree import render
 
@@ -227,6 +229,11 @@ def test_failed_subcalls_are_counted_by_kind_everywhere(tmp_path: Path) -> None:
     shown = run_rlm("trace", "show", str(trace), env={"COLUMNS": "140"}).stdout.decode()
     assert "⚠ iteration 1 · 2 sub-call(s) failed" in shown, shown
     assert "sub-calls 3 done, 0 in flight, 2 failed" in shown
+    # The trajectory and the HTML page say it too.
+    doc = trajectory(load_trace(trace))
+    assert doc["run"]["subcalls_failed"] == 2
+    assert doc["run"]["failures"] == {"context_length": 1, "provider": 1}
+    assert "2 sub-calls failed (" in export_html(load_trace(trace))
 
 
 def test_a_child_runs_failures_count_in_the_top_run(tmp_path: Path) -> None:

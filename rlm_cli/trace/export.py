@@ -354,6 +354,15 @@ class _Page:
             f"{_tokens(usage.get('input_tokens'))} in / {_tokens(usage.get('output_tokens'))} out "
             f"tokens · {_cost(usage.get('cost_usd'))} · {_secs(run['elapsed_s'])}"
         )
+        failed = int(run.get("subcalls_failed") or 0)
+        if failed:  # the work the answer does not rest on, as the CLI's summary line says it
+            kinds = ", ".join(
+                f"{kind} {count}"
+                for kind, count in sorted(
+                    (run.get("failures") or {}).items(), key=lambda kv: -kv[1]
+                )
+            )
+            totals += f" · {_plural(failed, 'sub-call')} failed" + (f" ({kinds})" if kinds else "")
         if run["answer"] is not None:
             answer = f'<pre id="answer" class="answer">{_e(run["answer"])}</pre>'
         else:

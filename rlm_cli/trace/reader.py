@@ -26,6 +26,9 @@ json` output). Its shape, version 1 (fields may be added, never renamed):
       "answer", "final_source", "error",
       "start_ts", "end_ts", "elapsed_s",
       "counts": {"iterations", "cells", "subcalls", "retries"},
+      "subcalls_failed",   # sub-calls that failed, this run's and its child runs' (the summary's;
+                           # without one, this run's failed calls in the events)
+      "failures",          # {kind: count} from the summary ({} without one, or in old traces)
       "usage": LEDGER,     # the run_finished summary when there is one, else summed from events
       "usage_source": "summary" | "events",
       "iterations": [ITERATION],
@@ -516,6 +519,10 @@ class _RunBuilder:
                 "subcalls": len(self.subcalls),
                 "retries": self.retries,
             },
+            "subcalls_failed": summary.subcalls_failed
+            if summary is not None and (summary.subcalls_failed or summary.failures)
+            else sum(call["status"] == "error" for call in self.subcalls.values()),
+            "failures": dict(summary.failures) if summary is not None else {},
             "usage": summary.usage if summary is not None and summary.usage else events_usage,
             "usage_source": "summary" if summary is not None and summary.usage else "events",
             "iterations": iterations,
