@@ -402,6 +402,11 @@ def test_failed_subcalls_are_said_and_strict_or_all_failed_is_exit_7() -> None:
         "answered, but all 4 sub-calls failed (provider 4); the answer rests on none of them "
         "(--strict)",
     )
+    assert _failed_subcalls(result(subcalls=1, failed=1, provider=1), False, "w: HTTP 404") == (
+        "warning",
+        "answered, but its only sub-call failed (provider 1); the answer rests on none of them; "
+        "the first: w: HTTP 404; --strict makes this exit 7",
+    )
     # A run stopped by a limit keeps its exit 6; the failures are still said.
     assert _failed_subcalls(result("max_cost", failed=2, budget=2), strict=True) == (
         "warning",
@@ -427,15 +432,6 @@ def failing_script(write_script: Callable[..., str], prompts: list[str]) -> str:
     )
 
 
-# These three need the engine to count failed sub-calls (RunResult.subcalls_failed, filled by the
-# honest-outcomes engine work): until it lands they fail, since the CLI sees 0 failures.
-NEEDS_ENGINE = pytest.mark.xfail(
-    reason="needs the engine to fill RunResult.subcalls_failed (another engineer's part)",
-    strict=False,
-)
-
-
-@NEEDS_ENGINE
 def test_some_failed_subcalls_warn_and_exit_0(write_script: Callable[..., str]) -> None:
     script = failing_script(write_script, ["a hit", "a miss", "b miss", "c hit"])
     proc = ask_scripted(script, "q?", "--json", "-q", stdin=b"text")
@@ -445,7 +441,6 @@ def test_some_failed_subcalls_warn_and_exit_0(write_script: Callable[..., str]) 
     assert "--strict makes this exit 7" in proc.stderr.decode()
 
 
-@NEEDS_ENGINE
 @pytest.mark.parametrize("how", ["flag", "config"])
 def test_strict_makes_any_failed_subcall_exit_7(
     how: str, write_script: Callable[..., str], tmp_path: Path
@@ -460,13 +455,16 @@ def test_strict_makes_any_failed_subcall_exit_7(
     assert "rlm: error: answered, but 1 of 2 sub-calls failed (" in proc.stderr.decode()
 
 
-@NEEDS_ENGINE
 def test_every_subcall_failed_is_never_a_silent_exit_0(write_script: Callable[..., str]) -> None:
     script = failing_script(write_script, ["a miss", "b miss", "c miss"])
     proc = ask_scripted(script, "q?", "-q", stdin=b"text")
     assert proc.returncode == 0, proc.stderr
     assert "rlm: warning: answered, but all 3 sub-calls failed (" in proc.stderr.decode()
-    assert "the answer rests on none of them; --strict makes this exit 7" in proc.stderr.decode()
+    # ... and names the first failure, which says what went wrong and where.
+    assert "the answer rests on none of them; the first: " in proc.stderr.decode()
+    assert "no 'sub' rule matches the prompt 'a miss'; --strict makes this exit 7" in (
+        proc.stderr.decode()
+    )
     strict = ask_scripted(script, "q?", "-q", "--strict", stdin=b"text")
     assert strict.returncode == 7, strict.stderr
 

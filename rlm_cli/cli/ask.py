@@ -33,7 +33,7 @@ from rlm_cli.errors import (
     SubcallsFailed,
     UsageError,
 )
-from rlm_cli.events import Event, RunFinished, RunStarted
+from rlm_cli.events import Event, RunFinished, RunStarted, SubcallFinished
 from rlm_cli.trace.writer import TraceWriter
 from rlm_cli.ui import ViewName
 from rlm_cli.ui.safe import json_safe, terminal_safe
@@ -317,6 +317,7 @@ def _run(
     trace_path = overrides.get("trace")
     finished: list[RunFinished] = []  # the engine's own summary, for --json after an interrupt
     top: list[str] = []  # the id of the top run, once it starts
+    first_failure: list[str] = []  # the first failed sub-call's error, for the end-of-run line
     try:
         if dry_run:
             check_question(question)
@@ -354,6 +355,8 @@ def _run(
                 # The top run's summary, not a child's (cancelled children report after it).
                 if isinstance(event, RunFinished) and event.run_id in top:
                     finished.append(event)
+                if isinstance(event, SubcallFinished) and event.error and not first_failure:
+                    first_failure.append(event.error)
 
             try:
                 result = asyncio.run(
@@ -396,7 +399,8 @@ def _run(
         # Say what is on stdout: an answer given at the limit, or none at all.
         outcome = "the answer is a best effort" if result.answer is not None else "no answer"
         print(f"rlm: stopped: {limit} reached; {outcome}", file=sys.stderr)
-    failed = _failed_subcalls(result, bool(rlm.settings.strict))
+    first = first_failure[0] if first_failure else None
+    failed = _failed_subcalls(result, bool(rlm.settings.strict), first)
     if failed is not None:
         severity, message = failed
         print(f"rlm: {severity}: {message}", file=sys.stderr)
@@ -405,13 +409,16 @@ def _run(
     return code
 
 
-def _failed_subcalls(result: RunResult, strict: bool) -> tuple[str, str] | None:
+def _failed_subcalls(
+    result: RunResult, strict: bool, first: str | None = None
+) -> tuple[str, str] | None:
     """("warning" or "error", the line to print) when sub-calls failed, else None.
 
     The root may answer around failed sub-calls (the code gets an error string so it can adapt),
     so by default that is a warning and exit 0; but the answer then rests on less than the code
     asked for, so it is always said, and --strict (for CI) makes it exit 7. A run stopped by a
-    limit keeps its exit 6; the count is still said.
+    limit keeps its exit 6; the count is still said. `first` is the first failure's error,
+    which names the model and the cause (under --quiet nothing else does).
     """
     failed = result.subcalls_failed
     if failed <= 0:
@@ -420,16 +427,18 @@ def _failed_subcalls(result: RunResult, strict: bool) -> tuple[str, str] | None:
         f"{kind} {count}" for kind, count in sorted(result.failures.items(), key=lambda kv: -kv[1])
     )
     every = failed >= result.subcalls
-    counted = (
-        f"all {failed} sub-calls failed"
-        if every
-        else f"{failed} of {result.subcalls} sub-calls failed"
-    )
+    if every:
+        counted = "its only sub-call failed" if failed == 1 else f"all {failed} sub-calls failed"
+    else:
+        counted = f"{failed} of {result.subcalls} sub-calls failed"
     counted += f" ({kinds})" if kinds else ""
+    if every and result.status == "ok":
+        counted += "; the answer rests on none of them"
+    if first:
+        shown = first if len(first) <= 300 else first[:299] + "…"
+        counted += f"; the first: {terminal_safe(' '.join(shown.split()))}"
     if result.status != "ok":
         return "warning", counted
-    if every:
-        counted += "; the answer rests on none of them"
     if strict:
         return "error", f"answered, but {counted} (--strict)"
     return "warning", f"answered, but {counted}; --strict makes this exit 7"
@@ -469,7 +478,7 @@ def _prepare(
     key (and `--dry-run`, which needs no key, agrees with a real run)."""
     from rlm_cli.api import RLM
     from rlm_cli.cli.inspect import input_options
-    from rlm_cli.config import load_settings
+    from rlm_cli.config import load_settings, public_values
     from rlm_cli.inputs import resolve
 
     settings = None
@@ -480,7 +489,8 @@ def _prepare(
         inputs = resolve(paths, piped_stdin(), input_options(settings, selection or Selection()))
         return RLM.from_settings(settings), inputs
     except RlmError as exc:
-        public = settings.public() if settings else overrides
+        # Without settings, the flags as given, less anything that looks like a key.
+        public = settings.public() if settings else public_values(overrides)
         _trace_failure(overrides.get("trace"), question, public, inputs, exc)
         if inputs is not None:
             inputs.cleanup()
