@@ -27,8 +27,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rlm_cli.engine import prompts
 from rlm_cli.engine.budget import Bound, Budget
+from rlm_cli.engine.prompts import refused_note
 from rlm_cli.engine.redact import redact
 from rlm_cli.engine.usage import UsageLedger
 from rlm_cli.errors import (
@@ -305,7 +305,7 @@ class SubcallRouter:
             about = None if average is None else average * fanout.size
             whole, most = count(about), count(fanout.bound_tokens)
             left = count(self.budget.left(limit))
-        return prompts.refused_note(
+        return refused_note(
             refused=fanout.refused.total(), size=fanout.size, limit=limit,
             whole=whole, most=most, left=left,
         )  # fmt: skip
