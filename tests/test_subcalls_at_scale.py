@@ -83,7 +83,8 @@ def test_at_the_depth_limit_rlm_query_is_a_plain_llm_query(tmp_path: Path) -> No
 def test_max_cost_stops_with_a_best_effort_answer(tmp_path: Path) -> None:
     prices = tmp_path / "prices.yaml"
     prices.write_text(
-        "models:\n  r: {input: 1.0, output: 1.0}\n  w: {input: 100.0, output: 100.0}\n"
+        # A small max output: each call's bound (prompt + max output at the price) fits the cap.
+        "models:\n  r: {input: 1.0, output: 1.0}\n  w: {input: 100.0, output: 100.0, max_output: 20}\n"
     )
     root = [
         repl("replies = llm_query_batched([f'item {i}' for i in range(300)])"),
@@ -130,7 +131,9 @@ def test_a_fan_out_over_max_subcalls_fails_before_spending() -> None:
     with FakeLLM(root) as fake:
         proc = ask(fake, "--max-subcalls", "10")
         assert len(sub_requests(fake)) == 1
-    assert proc.returncode == 0, proc.stderr
+    # The refused fan-out cut the run's work: its status names the budget, even after a FINAL.
+    assert proc.returncode == 6, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "max_subcalls"
     requests = [r for r in fake.requests if r["body"]["messages"][0]["role"] == "system"]
     feedback = requests[1]["body"]["messages"][-1]["content"]
     assert "would overrun --max-subcalls 10" in feedback
