@@ -177,3 +177,19 @@ def test_color_and_width_follow_the_environment(write_script: Callable[..., str]
     assert "\x1b[" in tree_to_file(script, {"FORCE_COLOR": "1", "NO_COLOR": ""})
     no_color = tree_to_file(script, {"FORCE_COLOR": "1", "NO_COLOR": "1"})
     assert "\x1b[3" not in no_color  # no colour codes (cursor movement may remain)
+
+
+def test_a_cells_output_stays_in_sight_while_the_next_root_reply_streams() -> None:
+    """Issue 10, case 5: an iteration folded to one line the moment the next root call began,
+    so a user never saw what its code printed."""
+    from rlm_cli.events import IterationStarted
+
+    events = recorded_events()
+    second = next(
+        i for i, e in enumerate(events) if isinstance(e, IterationStarted) and e.iteration == 2
+    )
+    output = next(e.output for e in events[:second] if isinstance(e, CellFinished))
+    run = RunTree()
+    for event in events[: second + 1]:
+        run.apply(event)
+    assert output.strip().splitlines()[0][:40] in draw(run)

@@ -78,8 +78,14 @@ def _run_tree(
         hidden = len(iterations) - RECENT_ITERATIONS
         iterations = iterations[hidden:]
         tree.add(Text(f"… {hidden} earlier iteration(s)", style="dim"))
+    # While the next root reply streams, the iteration before it stays open: what its cells
+    # printed, or why they failed, is what the user wants to read while the model thinks.
+    latest = run.iterations[-1] if run.iterations and run.status is None else None
+    previous = (
+        run.iterations[-2] if latest and latest.reply is None and len(run.iterations) > 1 else None
+    )
     for iteration in iterations:
-        current = iteration is run.iterations[-1] and run.status is None
+        current = iteration is latest or iteration is previous
         if expanded or current or only_iteration is not None:
             over = run.status is not None
             _iteration_open(tree, iteration, full=only_iteration is not None, now=now, over=over)
@@ -120,16 +126,26 @@ def _failed_note(iteration: Iteration) -> Text:
 
 def _iteration_line(iteration: Iteration) -> Text:
     elapsed = (iteration.elapsed_s or 0) + sum(c.elapsed_s or 0 for c in iteration.cells)
+    error = _error_line(iteration)  # why it failed stays in sight after it folds
+    tail = ("  " + error, "red") if error else ("  " + _prose(iteration.text, 1), "dim italic")
     line = Text.assemble(
         MARKS[iteration.state],
         (f"iteration {iteration.iteration}", "bold"),
         (f" · {len(iteration.cells)} cell(s) · {iteration.subcalls} sub-call(s)", "dim"),
         _failed_note(iteration),
         (f" · {elapsed:.1f}s · {format_usage(iteration.usage)}", "dim"),
-        ("  " + _prose(iteration.text, 1), "dim italic"),
+        tail,
     )
     line.no_wrap, line.overflow = True, "ellipsis"  # one line per finished iteration, always
     return line
+
+
+def _error_line(iteration: Iteration) -> str:
+    """The last line of the first failed cell's output (the exception, as Python prints it)."""
+    for cell in iteration.cells:
+        if cell.error and cell.output.strip():
+            return first_line(cell.output.strip().splitlines()[-1], 120)
+    return ""
 
 
 def _iteration_open(
