@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -155,3 +156,22 @@ def processes_with(marker: str) -> list[int]:
             continue
         found.append(int(name))
     return found
+
+
+def read_pty(fd: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> bytes:
+    """What a pseudo-terminal's other end receives until `proc` ends (or `timeout`)."""
+    output = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # the other end closed (Linux reports EIO)
+                break
+            if not chunk:
+                break
+            output += chunk
+        elif proc.poll() is not None:
+            break
+    return output

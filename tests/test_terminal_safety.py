@@ -6,14 +6,12 @@ import io
 import os
 import pty
 import re
-import select
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import ask_scripted, repl, run_rlm, start_scripted
+from conftest import ask_scripted, read_pty, repl, run_rlm, start_scripted
 from rich.console import Console
 
 from rlm_cli.events import (
@@ -348,24 +346,6 @@ def test_plain_view_end_to_end(write_script: Callable[..., str]) -> None:
     assert proc.stdout == f"answer {PAYLOAD}\n".encode()
 
 
-def read_terminal(fd: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> bytes:
-    output = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.1)
-        if ready:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:  # the other end closed (Linux reports EIO)
-                break
-            if not chunk:
-                break
-            output += chunk
-        elif proc.poll() is not None:
-            break
-    return output
-
-
 def test_tree_and_answer_on_a_terminal(write_script: Callable[..., str]) -> None:
     leader, follower = pty.openpty()
     proc = start_scripted(
@@ -377,7 +357,7 @@ def test_tree_and_answer_on_a_terminal(write_script: Callable[..., str]) -> None
         env={**os.environ, "COLUMNS": "160", "LINES": "60", "TERM": "xterm-256color"},
     )
     os.close(follower)
-    screen = read_terminal(leader, proc).decode("utf-8", "replace")
+    screen = read_pty(leader, proc).decode("utf-8", "replace")
     os.close(leader)
     assert proc.wait(timeout=30) == 0
     assert "\x1b[" in screen and "iteration" in screen  # the live tree was drawn

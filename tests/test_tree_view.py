@@ -6,14 +6,12 @@ import io
 import json
 import os
 import pty
-import select
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import ask_scripted, repl, run_rlm, start_scripted
+from conftest import ask_scripted, read_pty, repl, run_rlm, start_scripted
 from rich.console import Console
 
 from rlm_cli.events import CellFinished, Event, event_from_json
@@ -77,24 +75,6 @@ def test_snapshot_expanded_and_one_iteration() -> None:
     one = draw(run, only_iteration=2)
     assert "Count ERROR lines in:" in one and "iteration 3" not in one
     check_snapshot("iteration_2.txt", one)
-
-
-def read_pty(fd: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> bytes:
-    output = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.1)
-        if ready:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            output += chunk
-        elif proc.poll() is not None:
-            break
-    return output
 
 
 def test_live_tree_under_a_pty(write_script: Callable[..., str], tmp_path: Path) -> None:

@@ -126,15 +126,15 @@ def _failed_note(iteration: Iteration) -> Text:
 
 def _iteration_line(iteration: Iteration) -> Text:
     elapsed = (iteration.elapsed_s or 0) + sum(c.elapsed_s or 0 for c in iteration.cells)
-    error = _error_line(iteration)  # why it failed stays in sight after it folds
-    tail = ("  " + error, "red") if error else ("  " + _prose(iteration.text, 1), "dim italic")
+    error = _error_line(iteration)  # why it failed stays in sight after it folds, first
     line = Text.assemble(
         MARKS[iteration.state],
         (f"iteration {iteration.iteration}", "bold"),
         (f" · {len(iteration.cells)} cell(s) · {iteration.subcalls} sub-call(s)", "dim"),
         _failed_note(iteration),
         (f" · {elapsed:.1f}s · {format_usage(iteration.usage)}", "dim"),
-        tail,
+        ("  " + error if error else "", "red"),
+        ("  " + _prose(iteration.text, 1), "dim italic"),
     )
     line.no_wrap, line.overflow = True, "ellipsis"  # one line per finished iteration, always
     return line
