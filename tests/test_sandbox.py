@@ -742,3 +742,14 @@ def test_the_worker_cannot_change_its_ids() -> None:
     (any set*id call) is refused."""
     (result,) = run_cells(["import os; os.setresuid(0, 0, 0)"])
     assert result.error and "PermissionError" in result.output
+
+
+def test_a_cell_can_start_the_python_it_runs_in() -> None:
+    """In a virtual environment too (CI's): that Python reads its pyvenv.cfg as it starts."""
+    cell = (
+        "import subprocess, sys\n"
+        "done = subprocess.run([sys.executable, '-c', 'print(6 * 7)'], capture_output=True)\n"
+        "print(done.stdout.decode().strip(), done.returncode)"
+    )
+    (result,) = run_cells([cell], timeout=30)
+    assert result.output == "42 0\n"

@@ -466,6 +466,9 @@ def python_paths() -> list[str]:
     and the interpreter itself (cells may start it)."""
     paths = {sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")}
     paths |= {os.path.dirname(sysconfig.get_path("stdlib")), os.path.realpath(sys.executable)}
+    venv = os.path.join(sys.prefix, "pyvenv.cfg")  # a venv's Python reads it as it starts
+    if os.path.exists(venv):
+        paths.add(venv)
     return sorted(path for path in paths if path and path != "/")
 
 
