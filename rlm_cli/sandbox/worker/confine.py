@@ -8,19 +8,22 @@ treated as an attack. Two steps, both run before any cell:
     process (the "launcher") then forks PID 1 of the new PID namespace, and PID 1 forks the
     worker proper. Only the worker runs cells; the launcher and PID 1 run nothing but this file.
     When the worker exits, PID 1 exits, and the kernel kills every process left in the namespace;
-    when the host kills the launcher, PID 1 dies of its parent-death signal, with the same effect.
-    Cells see no host process, and only a loopback interface that is down.
-  - in the mount namespace, PID 1 mounts a private /proc and a size-capped tmpfs on the worker's
-    temporary directory (its cwd, HOME and TMPDIR), which only the worker sees.
+    the launcher dies with the host and PID 1 with the launcher (parent-death signals), with the
+    same effect. Cells see no host process, and only a loopback interface that is down.
+  - in the mount namespace, PID 1 mounts a private /proc, remounts every host mount read-only,
+    and mounts size-capped tmpfs on the worker's temporary directory (its cwd, HOME and TMPDIR)
+    and on /dev/shm, which only the worker sees.
 
 `restrict(policy, readable)`, once the `init` frame has named the inputs:
   - rlimits: address space, CPU seconds, processes, file size, open files, no core dumps;
-  - no_new_privs, then every capability dropped (bounding set, ambient, effective, permitted);
-  - Landlock: read the inputs, the Python installation, system libraries and the private /proc;
-    read and write only the temporary directory; no TCP bind or connect; no signals to, and no
-    abstract sockets of, processes outside the sandbox;
-  - seccomp: no sockets but IP (no Unix-socket connections to host services), no TIOCSTI,
-    no io_uring, ptrace, keyrings, bpf, perf events or new namespaces.
+  - as root, the real uid becomes `nobody` (see REAL_UID); no_new_privs, then every capability
+    dropped (bounding set, ambient, effective, permitted);
+  - Landlock: read the inputs, the Python installation, system libraries and the worker's own
+    /proc entries; read and write only the temporary directory and /dev/shm; no TCP bind or
+    connect; no signals to, and no abstract sockets of, processes outside the sandbox;
+  - seccomp: no sockets but IP (no Unix-socket connections to host services), no TIOCSTI, no
+    set*id, memfd or SysV shared memory, no io_uring, ptrace, keyrings, bpf, perf events, mount
+    or new namespaces; other system-call ABIs kill the process.
 
 Each step reports one `Layer` per name in LAYERS: active, or not and why. Standard library only.
 """
