@@ -2,7 +2,7 @@
 variables. Standard library only, and nothing from the rest of rlm_cli: it must start fast and see
 nothing of the host (no keys, no settings).
 
-The host starts it as `python -I -B -u -m rlm_cli.sandbox.worker POLICY` (see `__main__`), then
+The host starts `__main__.main()` with `python -I -B -u -c` (see `host.WORKER_MAIN`), then
 speaks length-prefixed JSON frames over the worker's stdin/stdout (`protocol`). Modules: `protocol`
 (frames, their types and limits; the host imports it too), `confine` (namespaces, Landlock,
 seccomp, capabilities, limits), `repl` (cells and the scaffold), `load` (reading the sources).

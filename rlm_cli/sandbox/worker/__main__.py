@@ -1,4 +1,5 @@
-"""Entry point: `python -I -B -u -m rlm_cli.sandbox.worker POLICY`, started by the host.
+"""Entry point: `main()`, started by the host as `python -I -B -u -c WORKER_MAIN ROOT POLICY`
+(or `python -m rlm_cli.sandbox.worker POLICY`).
 
 POLICY is a JSON object from `rlm_cli.sandbox.policy` (mode, limits, the temporary directory).
 Namespaces come first, while the process is single-threaded; the rest of the confinement
