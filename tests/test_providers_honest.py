@@ -6,6 +6,7 @@ one request at a time."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import time
@@ -17,6 +18,7 @@ from conftest import read_trace, repl, run_rlm
 
 from rlm_cli.bench.fake_llm import FakeLLM
 from rlm_cli.errors import ProviderError
+from rlm_cli.providers import sdk
 from rlm_cli.providers.base import Message, ModelRequest
 from rlm_cli.providers.catalog import Catalog
 from rlm_cli.providers.openai_provider import OpenAIProvider
@@ -212,25 +214,47 @@ def test_max_output_tokens_reaches_a_compatible_server_as_max_tokens() -> None:
     assert json.loads(proc.stdout)["answer"] == "y" * 160  # the sub-call's reply, cut at 40
 
 
-def _params(base_url: str | None, name: str = "openai") -> dict[str, Any]:
-    conn = Connection(
-        name=name, base_url=base_url, key_env=None, api_key="k", local=False, catalog=Catalog(),
+def _connection(base_url: str | None, name: str = "openai", key: str = "k") -> Connection:
+    return Connection(
+        name=name, base_url=base_url, key_env=None, api_key=key, local=False, catalog=Catalog(),
         max_output_tokens=40,
     )  # fmt: skip
-    request = ModelRequest(model="m", messages=(Message("user", "hi"),), purpose="sub")
-    return OpenAIProvider(conn)._params(request)
 
 
-def test_openai_itself_keeps_max_completion_tokens_and_others_get_max_tokens() -> None:
+def _sent_body(name: str = "openai") -> dict[str, Any]:
+    """The body the real SDK posts to a loopback server for one streamed call."""
+    with FakeLLM(["ok"]) as fake:
+        provider = OpenAIProvider(_connection(f"{fake.url}/v1", name, fake.api_key))
+        request = ModelRequest(
+            model="m", messages=(Message("system", "s"), Message("user", "hi")), purpose="root"
+        )
+
+        async def call() -> None:
+            try:
+                await provider.stream(request, lambda text: None)
+            finally:
+                await provider.aclose()
+
+        asyncio.run(call())
+        (sent,) = fake.requests
+    body: dict[str, Any] = sent["body"]
+    return body
+
+
+def test_openai_itself_keeps_max_completion_tokens_and_others_get_max_tokens(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Decided by the URL, not by --provider: --provider openai --base-url is a compatible server.
-    for url in ("http://localhost:8000/v1", "http://127.0.0.1:8080/v1"):
-        params = _params(url)
-        assert params.get("max_tokens") == 40 and "max_completion_tokens" not in params
-    for url in (None, "https://api.openai.com/v1"):
-        params = _params(url)
-        assert params.get("max_completion_tokens") == 40 and "max_tokens" not in params
-    params = _params("https://openrouter.ai/api/v1", name="openrouter")
-    assert params.get("max_tokens") == 40 and "max_completion_tokens" not in params
+    for name in ("openai", "openrouter"):
+        body = _sent_body(name)
+        assert body.get("max_tokens") == 40 and "max_completion_tokens" not in body
+    monkeypatch.setattr(sdk, "OPENAI_HOST", "127.0.0.1")  # the loopback server in OpenAI's place
+    body = _sent_body()
+    assert body.get("max_completion_tokens") == 40 and "max_tokens" not in body
+    # No base URL at all is OpenAI's default endpoint (nothing is sent to find out).
+    request = ModelRequest(model="m", messages=(Message("user", "hi"),), purpose="sub")
+    params = OpenAIProvider(_connection(None))._params(request)
+    assert params.get("max_completion_tokens") == 40 and "max_tokens" not in params
 
 
 # ----- case 14: --request-timeout bounds a whole streamed reply -----

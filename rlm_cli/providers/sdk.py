@@ -45,6 +45,10 @@ SERVER_TEXT_CHARS = 300
 TOKENS_PER_MESSAGE = 4
 
 
+# The host of OpenAI's own API: requests there name their output cap max_completion_tokens.
+OPENAI_HOST = "api.openai.com"
+
+
 @dataclass(frozen=True)
 class Connection:
     """Where and how one provider connects; built from Settings by rlm_cli.providers."""
@@ -71,10 +75,10 @@ class Connection:
 
     @property
     def official_openai(self) -> bool:
-        """OpenAI's own API (no base URL, or api.openai.com), not a compatible server."""
+        """OpenAI's own API (no base URL, or OPENAI_HOST), not a compatible server."""
         if not self.base_url:
             return True
-        return urllib.parse.urlsplit(self.base_url).hostname == "api.openai.com"
+        return urllib.parse.urlsplit(self.base_url).hostname == OPENAI_HOST
 
     def facts(self, model: str) -> ModelFacts:
         return self.catalog.facts(model)
