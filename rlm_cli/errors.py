@@ -58,6 +58,10 @@ class RetryableError(ProviderError):
         self.rate_limited = rate_limited  # a 429: the caller should also slow down
 
 
+class RequestTimeout(RetryableError):
+    """A model request ran past --request-timeout."""
+
+
 class LimitReached(RlmError):
     """A budget stopped the run; a best-effort answer may still exist."""
 

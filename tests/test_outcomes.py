@@ -357,3 +357,20 @@ def test_an_empty_last_reply_is_no_answer() -> None:
     provider = ScriptedProvider.from_data({"root": [repl("x = 1"), "   "], "sub": []})
     result = RLM(root_provider=provider, max_iterations=1).completion("c", "q")
     assert result.status == "max_iterations" and result.answer is None
+
+
+def test_a_sub_call_that_timed_out_is_counted_as_a_timeout() -> None:
+    """By the error's class (or its cause's, once retries are exhausted), not its words."""
+    from rlm_cli.engine.router import failure_kind
+    from rlm_cli.errors import ProviderError, RequestTimeout, RetryableError
+
+    timeout = RequestTimeout("w: the request timed out after 1 s")
+    exhausted = ProviderError("w failed after 2 attempt(s): ...")
+    exhausted.__cause__ = timeout
+    other = ProviderError("w failed after 2 attempt(s): ...")
+    other.__cause__ = RetryableError("w: connection failed: timed out waiting")  # words only
+    assert [failure_kind(e) for e in (timeout, exhausted, other)] == [
+        "timeout",
+        "timeout",
+        "provider",
+    ]

@@ -35,6 +35,7 @@ from rlm_cli.errors import (
     ContextLengthError,
     ProviderAuthError,
     ProviderError,
+    RequestTimeout,
     RetryableError,
     RlmError,
 )
@@ -84,8 +85,8 @@ def failure_kind(error: BaseException) -> str:
         return "context_length"
     if isinstance(error, asyncio.CancelledError | TimeoutError):
         return "timeout"  # its cell was over: stopped at its time limit, mostly
-    if isinstance(error, RetryableError) and "timed out" in str(error):
-        return "timeout"  # the request itself timed out, after its retries
+    if isinstance(error, RequestTimeout) or isinstance(error.__cause__, RequestTimeout):
+        return "timeout"  # the request itself timed out (the cause: after its retries)
     if isinstance(error, ProviderError | ProviderAuthError):
         return "provider"
     return "other"

@@ -22,6 +22,7 @@ from rlm_cli.errors import (
     ContextLengthError,
     ProviderAuthError,
     ProviderError,
+    RequestTimeout,
     RetryableError,
     RlmError,
 )
@@ -160,7 +161,7 @@ class SDKProvider:
                         self._conn, model, response.status, body, response.headers, base + path
                     )
         except TimeoutError:
-            raise RetryableError(
+            raise RequestTimeout(
                 f"{self._conn.where}: the request timed out after {self._conn.timeout_s:g} s"
             ) from None
         except aiohttp.ClientError as exc:
@@ -209,7 +210,7 @@ class SDKProvider:
                 except RlmError:
                     raise
                 except TimeoutError:
-                    raise RetryableError(
+                    raise RequestTimeout(
                         f"{conn.where}: the request timed out after {conn.timeout_s:g} s "
                         "(--request-timeout)"
                     ) from None
@@ -318,7 +319,7 @@ def translate(sdk: ModuleType, exc: BaseException, conn: Connection, model: str)
         body = exc.body if exc.body not in (None, "") else _response_text(exc.response)
         return from_status(conn, model, exc.status_code, body, headers, url)
     if isinstance(exc, sdk.APITimeoutError | asyncio.TimeoutError):
-        return RetryableError(f"{where}: the request timed out after {conn.timeout_s:g} s")
+        return RequestTimeout(f"{where}: the request timed out after {conn.timeout_s:g} s")
     if isinstance(exc, sdk.APIConnectionError):
         return RetryableError(
             f"{where}: connection failed: {conn.scrub(str(exc.__cause__ or exc))}"
