@@ -285,27 +285,18 @@ class SubcallRouter:
         """What the root is told about a fan-out a budget cut: how many were refused, and what
         the whole of it would have cost (at the cost of the calls sent, and at most)."""
         limit, _ = fanout.refused.most_common(1)[0]
+        spent: float
+        bound: float | None
         if limit == "max_cost":
-
-            def money(value: float | None) -> str:
-                return "unknown" if value is None else f"${value:.4f}"
-
-            average = fanout.spent_cost / fanout.sent if fanout.sent else None
-            about = None if average is None else average * fanout.size
-            whole, most, left = (
-                money(about),
-                money(fanout.bound_cost),
-                money(self.budget.left(limit)),
-            )
+            spent, bound, unit = fanout.spent_cost, fanout.bound_cost, "${:.4f}"
         else:
+            spent, bound, unit = fanout.spent_tokens, fanout.bound_tokens, "{:,.0f} tokens"
 
-            def count(value: float | None) -> str:
-                return "unknown" if value is None else f"{value:,.0f} tokens"
+        def show(value: float | None) -> str:
+            return "unknown" if value is None else unit.format(value)
 
-            average = fanout.spent_tokens / fanout.sent if fanout.sent else None
-            about = None if average is None else average * fanout.size
-            whole, most = count(about), count(fanout.bound_tokens)
-            left = count(self.budget.left(limit))
+        about = spent / fanout.sent * fanout.size if fanout.sent else None
+        whole, most, left = show(about), show(bound), show(self.budget.left(limit))
         return refused_note(
             refused=fanout.refused.total(), size=fanout.size, limit=limit,
             whole=whole, most=most, left=left,
