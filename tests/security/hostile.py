@@ -46,6 +46,10 @@ RLM_COMMAND = [sys.executable, "-m", "rlm_cli"]
 GiB = 1 << 30
 
 
+# The variables of rlm's environment that hold a secret: no cell may learn their values.
+ENV_SECRETS = ("RLM_CANARY_SECRET", "OPENAI_API_KEY", "ANTHROPIC_API_KEY")
+
+
 def repl(code: str) -> str:
     return f"```repl\n{code}\n```\n"
 
@@ -595,7 +599,7 @@ class Arena:
             "host_ip": self.host_ip,
             "unix_path": str(self.unix_path),
             "abstract_name": self.abstract_name,
-            "env_names": ["RLM_CANARY_SECRET", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"],
+            "env_names": list(ENV_SECRETS),
             **self.extra_targets,
         }
 

@@ -8,7 +8,7 @@ TracerPid, limits), its exit code, secrets scanned for as everywhere, and the re
 
 from __future__ import annotations
 
-from security.hostile import Arena
+from security.hostile import ENV_SECRETS, Arena
 
 KILL_HOST = r"""
 # Only this run's host (found by its script path in the cmdline), never anything else.
@@ -140,9 +140,7 @@ def test_host_memory_cannot_be_read_with_process_vm_readv(arena: Arena) -> None:
     """process_vm_readv of the host's environment block -> no env secret anywhere."""
     outcome = arena.run("vmread", VM_READ_HOST)
     outcome.assert_answered()
-    arena.assert_no_leak(
-        outcome, names=["RLM_CANARY_SECRET", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"]
-    )
+    arena.assert_no_leak(outcome, names=list(ENV_SECRETS))
     arena.assert_contained(outcome)
 
 

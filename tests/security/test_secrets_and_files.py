@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from security.hostile import Arena, Outcome
+from security.hostile import ENV_SECRETS, Arena, Outcome
 
 READ_HOST_ENVIRON = r"""
 # The API keys live in the host's environment: read them from /proc.
@@ -134,9 +134,7 @@ def test_api_keys_in_the_host_environment_are_unreadable(arena: Arena) -> None:
     environment -> no env secret in stdout, stderr, trace, files, listeners."""
     outcome = arena.run("environ", READ_HOST_ENVIRON)
     outcome.assert_answered()
-    arena.assert_no_leak(
-        outcome, names=["RLM_CANARY_SECRET", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"]
-    )
+    arena.assert_no_leak(outcome, names=list(ENV_SECRETS))
     arena.assert_contained(outcome)
 
 
@@ -144,9 +142,7 @@ def test_host_memory_is_unreadable(arena: Arena) -> None:
     """/proc/<host>/mem (rw mappings, searched for the keys) -> no env secret anywhere."""
     outcome = arena.run("mem", READ_HOST_MEMORY)
     outcome.assert_answered()
-    arena.assert_no_leak(
-        outcome, names=["RLM_CANARY_SECRET", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"]
-    )
+    arena.assert_no_leak(outcome, names=list(ENV_SECRETS))
     arena.assert_contained(outcome)
 
 
