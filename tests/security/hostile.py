@@ -38,11 +38,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from conftest import RLM_COMMAND
 
 SANDBOX = os.environ.get("RLM_SECURITY_SANDBOX", "process")
 BASE = os.environ.get("RLM_SECURITY_BASE", "/var/tmp")
 CELL_TIMEOUT = os.environ.get("RLM_SECURITY_CELL_TIMEOUT", "20")
-RLM_COMMAND = [sys.executable, "-m", "rlm_cli"]
 GiB = 1 << 30
 
 
