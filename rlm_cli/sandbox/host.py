@@ -22,7 +22,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import rlm_cli
 from rlm_cli.errors import SandboxError, SandboxUnavailable
@@ -30,7 +30,17 @@ from rlm_cli.inputs import Inputs
 from rlm_cli.sandbox import frames
 from rlm_cli.sandbox.frames import BadFrame
 from rlm_cli.sandbox.policy import Policy, make_policy
-from rlm_cli.sandbox.worker.protocol import HEADER, MAX_FRAME, Layer, encode_frame
+from rlm_cli.sandbox.worker.protocol import (
+    HEADER,
+    MAX_FRAME,
+    ExecFrame,
+    InitFrame,
+    Layer,
+    QueryFrame,
+    ReplyFrame,
+    SourceWire,
+    encode_frame,
+)
 
 # Only these variables reach the worker: API keys and other secrets must never be visible to
 # model-written code. HOME and TMPDIR point into the worker's private directory.
@@ -157,9 +167,10 @@ class Sandbox:
         self._ready = loop.create_future()
         hide_environment()
         self._proc = await self._spawn()
-        init = {
+        init: InitFrame = {
             "type": "init",
-            "sources": [source.wire() for source in self._inputs.sources],
+            # Source.wire() is SourceWire's shape; inputs/ sits below sandbox/ and cannot name it.
+            "sources": cast(list[SourceWire], [source.wire() for source in self._inputs.sources]),
             "shape": self._inputs.shape,
             "output_limit": self._output_limit,
         }
@@ -205,7 +216,7 @@ class Sandbox:
         self._waiting[cell_id] = future
         self._running = cell_id
         started = time.monotonic()
-        frame = {
+        frame: ExecFrame = {
             "type": "exec",
             "id": cell_id,
             "code": code,
@@ -388,7 +399,7 @@ class Sandbox:
 
     # ----- frames -----
 
-    async def _send(self, message: dict[str, Any]) -> None:
+    async def _send(self, message: InitFrame | ExecFrame | ReplyFrame) -> None:
         proc = self._proc
         if proc is None or proc.exited.done() or proc.writer.is_closing():
             raise WorkerDied
@@ -454,7 +465,7 @@ class Sandbox:
                 )
             )
 
-    async def _answer(self, proc: _Process, message: Any, size: int) -> None:
+    async def _answer(self, proc: _Process, message: QueryFrame, size: int) -> None:
         try:
             request = QueryRequest(
                 prompts=message["prompts"],
@@ -464,7 +475,7 @@ class Sandbox:
                 kind=message["kind"],
                 contexts=message["contexts"],
             )
-            reply: dict[str, Any] = {"type": "reply", "id": message["id"]}
+            reply: ReplyFrame = {"type": "reply", "id": message["id"]}
             try:
                 reply["results"] = await self._on_query(request)
             except QueryRefused as refused:
