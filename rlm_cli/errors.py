@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Literal, TypeAlias
+
+# The budgets a run can reach: each is also the status of a run it stopped.
+LimitName: TypeAlias = Literal["max_cost", "max_tokens", "max_subcalls", "timeout"]
+# How a run ended. "ok": it answered; "max_iterations" and the budget statuses stopped it at a
+# limit (exit 6, with a best-effort answer when the last turn gave one); the rest failed it.
+RunStatus: TypeAlias = Literal[
+    "ok", "error", "interrupted", "not_confirmed", "max_iterations", LimitName
+]
+
 
 class RlmError(Exception):
     """Base of all expected failures. `str(err)` is the one line shown to the user."""
 
     exit_code = 1
-    status = "error"
+    status: RunStatus = "error"
 
 
 class UsageError(RlmError):

@@ -9,9 +9,12 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
+
+from rlm_cli.errors import RunStatus
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ class RunStarted(Event):
     parent_cell: int | None = None  # the parent's cell whose rlm_query started this run
     # {"mode": "process" | "none", "layers": {name: {"active": bool, "detail": str}}}
     sandbox: dict[str, Any] = field(default_factory=dict)
+    # The top run's estimate of what it may cost, in US dollars ({"low": x, "high": y}; a bound
+    # is None when a model has no price), made before the first model call. None for children.
+    estimate: dict[str, float | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -161,7 +167,7 @@ class FinalAnswer(Event):
 @dataclass(frozen=True)
 class RunFinished(Event):
     type: ClassVar[str] = "run_finished"
-    status: str
+    status: RunStatus
     answer: str | None
     iterations: int
     subcalls: int
@@ -186,29 +192,28 @@ def _field_names(cls: type[Event]) -> tuple[str, ...]:
     return names
 
 
-EventHandler = Callable[[Event], None]
+# Every event there is. A fold over events matches on this union and ends in `assert_never`, so
+# mypy names each view that does not handle a new event type.
+AnyEvent: TypeAlias = (
+    RunStarted
+    | IterationStarted
+    | RootTextDelta
+    | RootReply
+    | CellStarted
+    | CellFinished
+    | SubcallStarted
+    | SubcallFinished
+    | Retry
+    | BudgetWarning
+    | SubcallCached
+    | FinalAnswer
+    | RunFinished
+)
 
-EVENT_TYPES: dict[str, type[Event]] = {
-    cls.type: cls
-    for cls in (
-        RunStarted,
-        IterationStarted,
-        RootTextDelta,
-        RootReply,
-        CellStarted,
-        CellFinished,
-        SubcallStarted,
-        SubcallFinished,
-        Retry,
-        BudgetWarning,
-        SubcallCached,
-        FinalAnswer,
-        RunFinished,
-    )
-}
+EVENT_TYPES: dict[str, type[AnyEvent]] = {cls.type: cls for cls in typing.get_args(AnyEvent)}
 
 
-def event_from_json(data: dict[str, Any]) -> Event | None:
+def event_from_json(data: dict[str, Any]) -> AnyEvent | None:
     """The event a trace line holds; None for lines that are not events (the header) or come
     from a newer rlm. Unknown fields are dropped, so newer traces still load."""
     cls = EVENT_TYPES.get(str(data.get("type")))
@@ -218,6 +223,7 @@ def event_from_json(data: dict[str, Any]) -> Event | None:
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
+EventHandler = Callable[[AnyEvent], None]
 SubscriberErrorHandler = Callable[[EventHandler, BaseException], None]
 
 
@@ -239,7 +245,7 @@ class EventBus:
     def subscribe(self, handler: EventHandler) -> None:
         self._handlers.append(handler)
 
-    def emit(self, event: Event) -> None:
+    def emit(self, event: AnyEvent) -> None:
         failed = []
         for handler in self._handlers:
             try:

@@ -48,7 +48,7 @@ EPILOG = (
     '  rlm ask server.log "Which service logged the most errors?"\n\n'
     '  cat big.log | rlm ask "When did the outage start?"\n\n'
     '  rlm ask src/ README.md "Where is the retry policy configured?" --json\n\n'
-    '  rlm ask --provider scripted --script samples/find_code.yaml samples/haystack.txt "What is the code?"\n\n'
+    '  rlm ask --provider scripted --script samples/find_code.yaml samples/haystack.log "What is the code?"\n\n'
     "Exit codes: " + " · ".join(f"{code} {what}" for code, what in EXIT_CODES.items())
 )
 

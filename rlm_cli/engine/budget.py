@@ -17,6 +17,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 
+from rlm_cli.errors import LimitName
 from rlm_cli.events import BudgetWarning, EventBus
 from rlm_cli.providers.base import Usage
 
@@ -60,7 +61,7 @@ class Budget:
         self.held_tokens = 0
         self.holding = 0
         self._waiters: list[asyncio.Future[None]] = []
-        self._warned: set[str] = set()
+        self._warned: set[LimitName] = set()
 
     # ----- spending -----
 
@@ -76,7 +77,7 @@ class Budget:
             return None
         return max(self.limits.max_subcalls - self.subcalls, 0)
 
-    async def admit(self, bound: Bound) -> str | None:
+    async def admit(self, bound: Bound) -> LimitName | None:
         """Hold `bound` for a call about to be sent, once it fits; None when admitted. Otherwise
         the name of the limit that refuses it: one already reached, or a money or token budget
         that cannot cover it even when every call in flight is settled. Nothing is held then."""
@@ -128,7 +129,7 @@ class Budget:
         """What sub-calls and root turns may spend before the last turn: the cap less its reserve."""
         return self.limits.max_cost * (1 - RESERVE) if self.limits.max_cost else None
 
-    def passes(self, bound: Bound, *, with_held: bool) -> str | None:
+    def passes(self, bound: Bound, *, with_held: bool) -> LimitName | None:
         """The money or token budget that spending `bound` on top of what is spent (and what the
         calls in flight hold, `with_held`) would pass, if any."""
         cap = self.cost_cap()
@@ -141,10 +142,11 @@ class Budget:
             return "max_tokens"
         return None
 
-    def used(self) -> dict[str, float]:
+    def used(self) -> dict[LimitName, float]:
         """The share spent of each limit that is set (1.0 means reached). Only what is spent
         counts: the calls in flight are held against the money and token limits by `admit`."""
-        limits, used = self.limits, {}
+        limits = self.limits
+        used: dict[LimitName, float] = {}
         cost_cap = self.cost_cap()
         if cost_cap:
             used["max_cost"] = self.cost / cost_cap
@@ -156,12 +158,12 @@ class Budget:
             used["timeout"] = self.elapsed() / (limits.timeout - self.time_reserve())
         return used
 
-    def exhausted(self) -> str | None:
+    def exhausted(self) -> LimitName | None:
         """The name of the first limit reached, if any (also where the 80% warnings fire).
         It is the status of a run that a limit stopped, and the name its feedback gives."""
         return next(iter(self.reached()), None)
 
-    def reached(self) -> list[str]:
+    def reached(self) -> list[LimitName]:
         """The names of the limits reached, in `used()` order; fires the 80% warnings."""
         reached = []
         for name, share in self.used().items():
@@ -174,7 +176,7 @@ class Budget:
                 reached.append(name)
         return reached
 
-    def left(self, limit: str) -> float:
+    def left(self, limit: LimitName) -> float:
         """What is left of a money or token budget for sub-calls (the cost less its reserve)."""
         if limit == "max_cost":
             return max((self.cost_cap() or 0.0) - self.cost - self.held_cost, 0.0)

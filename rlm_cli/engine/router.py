@@ -33,6 +33,7 @@ from rlm_cli.engine.redact import redact
 from rlm_cli.engine.usage import UsageLedger
 from rlm_cli.errors import (
     ContextLengthError,
+    LimitName,
     ProviderAuthError,
     ProviderError,
     RequestTimeout,
@@ -71,7 +72,7 @@ MESSAGE_TOKENS = 16
 class BudgetRefused(RlmError):
     """A sub-call refused before it was sent: the budget `limit` cannot cover it."""
 
-    def __init__(self, message: str, limit: str) -> None:
+    def __init__(self, message: str, limit: LimitName) -> None:
         super().__init__(message)
         self.limit = limit
 
@@ -107,16 +108,16 @@ class Caller:
     # Sub-calls of this run and its child runs that ended with an error string, by kind.
     failures: Counter[str] = field(default_factory=Counter)
     # The first budget that refused work of this run or its child runs: the run's status then.
-    cut_by: str | None = None
+    cut_by: LimitName | None = None
     # What the root must be told after the cell: budgets that refused part of a fan-out.
     notes: list[str] = field(default_factory=list)
 
-    def failed(self, kind: str, limit: str | None = None) -> None:
+    def failed(self, kind: str, limit: LimitName | None = None) -> None:
         self.failures[kind] += 1
         if limit is not None:
             self.cut(limit)
 
-    def cut(self, limit: str) -> None:
+    def cut(self, limit: LimitName) -> None:
         if self.cut_by is None:
             self.cut_by = limit
 
@@ -126,7 +127,7 @@ class Fanout:
     """One llm_query / llm_query_batched call, for the note when a budget refused part of it."""
 
     size: int
-    refused: Counter[str] = field(default_factory=Counter)  # by the limit that refused them
+    refused: Counter[LimitName] = field(default_factory=Counter)  # by the limit that refused them
     bound_cost: float | None = 0.0  # the whole fan-out at most; None when a price is unknown
     bound_tokens: int = 0
     sent: int = 0  # calls that spent (cache hits and failures do not)
@@ -421,7 +422,7 @@ class SubcallRouter:
             return Bound(None, tokens)
         return Bound(facts.price.cost(Usage(prompt_tokens, output)), tokens)
 
-    def _refused_reason(self, limit: str, bound: Bound) -> str:
+    def _refused_reason(self, limit: LimitName, bound: Bound) -> str:
         """The error string of a refused sub-call: it names the budget and says why."""
         if self.budget.exhausted() == limit:
             return f"not sent: the {limit} budget is used up"

@@ -24,7 +24,7 @@ from rlm_cli.engine.router import (
     retry_reporter,
 )
 from rlm_cli.engine.usage import UsageLedger
-from rlm_cli.errors import InternalError, ProviderAuthError, RlmError
+from rlm_cli.errors import InternalError, ProviderAuthError, RlmError, RunStatus
 from rlm_cli.events import (
     CellFinished,
     CellStarted,
@@ -46,14 +46,12 @@ from rlm_cli.sandbox.policy import make_policy
 
 # Child runs of one batch started at once: each is a worker process of its own.
 CHILD_CONCURRENCY = 4
-# The statuses of a run that a budget stopped, and the failure kind of a child run that ended so.
-BUDGET_STATUSES = frozenset({"max_cost", "max_tokens", "max_subcalls"})
 
 
 @dataclass
 class RunResult:
     run_id: str
-    status: str
+    status: RunStatus
     answer: str | None
     iterations: int
     subcalls: int
@@ -173,7 +171,8 @@ class Run:
 
     async def execute(self) -> RunResult:
         started = time.monotonic()
-        status, final, error = "error", None, None
+        status: RunStatus = "error"
+        final, error = None, None
         try:
             meta = await self.sandbox.start()
             self.bus.emit(
@@ -211,7 +210,7 @@ class Run:
         return self._finish(status, final, started, error)
 
     def _finish(
-        self, status: str, final: Final | None, started: float, error: RlmError | str | None
+        self, status: RunStatus, final: Final | None, started: float, error: RlmError | str | None
     ) -> RunResult:
         failures = self.caller.failures  # this run's and its child runs'
         result = RunResult(
@@ -247,7 +246,7 @@ class Run:
 
     # ----- the loop -----
 
-    async def _loop(self, meta: dict[str, Any]) -> tuple[str, Final | None]:
+    async def _loop(self, meta: dict[str, Any]) -> tuple[RunStatus, Final | None]:
         limit = self.settings.max_iterations
         # Tell the root how much one sub-call can take, so it neither overflows nor over-splits.
         subcall_chars = self.tree.catalog.facts(self.settings.worker_model).prompt_chars
@@ -262,7 +261,7 @@ class Run:
             ),
             Message("user", prompts.first_message(self.question, meta)),
         ]
-        status = "max_iterations"
+        status: RunStatus = "max_iterations"
         for iteration in range(1, limit + 1):
             reached = self.tree.budget.exhausted()
             if reached is not None:
@@ -449,9 +448,13 @@ class Run:
             self.caller.failed(failure_kind(result.error))
             return f"Error: rlm_query failed: {result.error}"
         if result.answer is None:  # the child's work is lost to this run: one failed sub-call
-            budget = result.status if result.status in BUDGET_STATUSES else None
-            kind = "budget" if budget else "timeout" if result.status == "timeout" else "other"
-            self.caller.failed(kind, budget)
+            match result.status:  # a child stopped by a budget cuts its parent's run too
+                case "max_cost" | "max_tokens" | "max_subcalls" as budget:
+                    self.caller.failed("budget", budget)
+                case "timeout":
+                    self.caller.failed("timeout")
+                case _:
+                    self.caller.failed("other")
             return f"Error: rlm_query ended with {result.status}"
         return result.answer
 

@@ -12,7 +12,7 @@ import time
 from typing import IO, Any
 
 from rlm_cli import __version__
-from rlm_cli.errors import UsageError
+from rlm_cli.errors import RunStatus, UsageError
 from rlm_cli.events import Event, RootTextDelta, RunFinished, SubcallStarted
 
 FORMAT_VERSION = 1
@@ -56,7 +56,7 @@ class TraceWriter:
             data["prompt"] = shorten(event.prompt)
         self._write(data)
 
-    def failed_before_start(self, error: str, status: str = "error") -> None:
+    def failed_before_start(self, error: str, status: RunStatus = "error") -> None:
         """The summary line for a run that never started (bad input, bad settings)."""
         self(
             RunFinished(
