@@ -46,9 +46,11 @@ class RunStarted(Event):
     parent_cell: int | None = None  # the parent's cell whose rlm_query started this run
     # {"mode": "process" | "none", "layers": {name: {"active": bool, "detail": str}}}
     sandbox: dict[str, Any] = field(default_factory=dict)
-    # The top run's estimate of what it may cost, in US dollars ({"low": x, "high": y}; a bound
-    # is None when a model has no price), made before the first model call. None for children.
-    estimate: dict[str, float | None] | None = None
+    # The top run only (None for child runs), made before the first model call: what it may cost
+    # ({"low_usd", "high_usd", "unknown_price"}: a bound is None when a model has no price), and
+    # the one line the views print for it ("inputs: 3 files · 1.2 MB · ~300K tokens · est. …").
+    estimate: dict[str, Any] | None = None
+    summary: str | None = None
 
 
 @dataclass(frozen=True)
