@@ -17,8 +17,9 @@ from conftest import processes_with, wait_until
 
 from rlm_cli import inputs as rlm_inputs
 from rlm_cli.inputs import Inputs
-from rlm_cli.sandbox.host import PACKAGE_ROOT, CellResult, QueryRequest, Sandbox
+from rlm_cli.sandbox.host import CellResult, QueryRequest, Sandbox
 from rlm_cli.sandbox.policy import PROCESSES, make_policy
+from rlm_cli.sandbox.process import PACKAGE_ROOT
 
 T = TypeVar("T")
 

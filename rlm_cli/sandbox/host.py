@@ -1,35 +1,32 @@
-"""Host side of the REPL: starts the worker process, runs cells in it, answers its sub-calls.
+"""Host side of the REPL: runs cells in the worker, reads and checks its frames, answers its
+sub-calls.
 
 The worker runs code a model wrote, so the host treats it as hostile: every frame is checked
-(`frames`), a worker that breaks the protocol is replaced, what it sends is bounded (frame size,
-sub-call prompts held at once, output), and the host never waits on a pipe that one of the
-worker's processes might hold: it watches the worker's exit itself, and its namespace takes
-every process the cells started with it.
+(`frames`), a worker that breaks the protocol is replaced, and what it sends is bounded (frame
+size, sub-call prompts held at once, output). The worker process itself (its start, its exit,
+its kill, the watch of its process tree) is `process`; what a cell is told when its worker was
+stopped or replaced is `notes`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import json
-import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
-import rlm_cli
 from rlm_cli.errors import SandboxError, SandboxUnavailable
 from rlm_cli.inputs import Inputs
-from rlm_cli.sandbox import frames
+from rlm_cli.sandbox import frames, notes
 from rlm_cli.sandbox.frames import BadFrame
 from rlm_cli.sandbox.policy import Policy, make_policy
+from rlm_cli.sandbox.process import WorkerProcess, hide_environment, launch
 from rlm_cli.sandbox.worker.protocol import (
     HEADER,
     MAX_FRAME,
@@ -42,27 +39,13 @@ from rlm_cli.sandbox.worker.protocol import (
     encode_frame,
 )
 
-# Only these variables reach the worker: API keys and other secrets must never be visible to
-# model-written code. HOME and TMPDIR point into the worker's private directory.
-ENV_PASSED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT")
 # After SIGINT, how long a timed-out cell gets to unwind before the worker is killed and replaced.
 INTERRUPT_GRACE_S = 0.5
 # Sub-call frames held at once (their weight, and their number): past either, the host stops
 # reading the worker's frames until replies go out, so a flood waits in the pipe, not in memory.
 INFLIGHT_WEIGHT = 96 * 1024 * 1024  # frames.weight: the memory their parsed form may take
 INFLIGHT_QUERIES = 1024
-STDERR_KEPT = 4000
 QUERY_START = b'{"type": "query"'  # how encode_frame starts a query frame
-WATCH_S = 0.1
-PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-PR_SET_DUMPABLE = 4
-# Run the worker package from wherever rlm_cli is installed, by any interpreter (tests run it as
-# another user with another Python): -I keeps the environment and the user's site out.
-WORKER_MAIN = (
-    "import sys; sys.path.insert(0, sys.argv.pop(1)); "
-    "from rlm_cli.sandbox.worker.__main__ import main; main()"
-)
-PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(rlm_cli.__file__)))
 
 
 @dataclass(frozen=True)
@@ -101,19 +84,6 @@ class WorkerDied(Exception):
     pass
 
 
-@dataclass
-class _Process:
-    """One worker process and the host's ends of its pipes."""
-
-    popen: subprocess.Popen[bytes]
-    writer: asyncio.StreamWriter
-    exited: asyncio.Future[int]
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    stderr_tail: bytearray = field(default_factory=bytearray)
-    violation: str | None = None  # why the host stopped it ("broke the protocol (...)")
-    isolated: bool = False  # in its own PID namespace (known once it is ready)
-
-
 class Sandbox:
     """One worker process holding `context` and the model's variables for a whole run.
 
@@ -138,7 +108,7 @@ class Sandbox:
             "process", input_bytes=inputs.total_bytes, cell_timeout=120, max_iterations=30
         )
         self._python = python or [sys.executable]
-        self._proc: _Process | None = None
+        self._proc: WorkerProcess | None = None
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._queries: set[asyncio.Task[None]] = set()
         self._inflight_weight = 0
@@ -237,16 +207,15 @@ class Sandbox:
         except (WorkerDied, ConnectionError):
             return await self._replace(started, await self._death_note())
         # Past the time limit: interrupt, and give the cell a moment to unwind.
-        self._signal(signal.SIGINT)
+        if self._proc is not None:
+            self._proc.signal(signal.SIGINT)
         try:
             message = await asyncio.wait_for(asyncio.shield(future), INTERRUPT_GRACE_S)
         except (TimeoutError, WorkerDied):
-            why = f"The cell ran past the {timeout:g} s time limit and did not stop."
-            return await self._replace(started, why, timed_out=True)
+            return await self._replace(started, notes.did_not_stop(timeout), timed_out=True)
         result = self._result(message, started)
-        note = f"\n[The cell was stopped: it ran past the {timeout:g} s time limit.]"
         return CellResult(
-            output=result.output + note,
+            output=result.output + notes.stopped_at_time_limit(timeout),
             output_chars=result.output_chars,
             error=True,
             final=result.final,
@@ -261,90 +230,20 @@ class Sandbox:
 
     # ----- the worker process -----
 
-    async def _spawn(self) -> _Process:
-        loop = asyncio.get_running_loop()
-        env = {key: os.environ[key] for key in ENV_PASSED if key in os.environ}
-        # One malloc arena per thread would reserve 64 MiB of address space each, against the
-        # worker's address-space limit; two are plenty for a REPL.
-        env.update(HOME=self._workdir, TMPDIR=self._workdir, MALLOC_ARENA_MAX="2")
-        command = [*self._python, "-I", "-B", "-u", "-c", WORKER_MAIN, PACKAGE_ROOT]
-        try:
-            popen = subprocess.Popen(
-                [*command, json.dumps({**self.policy.wire(), "tmp_dir": self._workdir})],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,
-                cwd=self._workdir,
-                start_new_session=True,  # no controlling terminal; Ctrl-C reaches the host only
-            )
-        except OSError as exc:
-            raise SandboxError(f"cannot start the REPL worker {command[0]}: {exc}") from None
-        assert popen.stdin and popen.stdout and popen.stderr
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), popen.stdout)
-        transport, protocol = await loop.connect_write_pipe(
-            asyncio.streams.FlowControlMixin, popen.stdin
-        )
-        writer = asyncio.StreamWriter(transport, protocol, None, loop)
-        proc = _Process(popen, writer, _watch_exit(popen))
-        errors = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(errors), popen.stderr)
-        proc.tasks += [
-            asyncio.create_task(self._read_frames(proc, reader)),
-            asyncio.create_task(_keep_tail(errors, proc.stderr_tail)),
-        ]
-        if self.policy.mode == "process" and os.path.exists(f"/proc/{popen.pid}/task"):
-            proc.tasks.append(asyncio.create_task(self._watch(proc)))
+    async def _spawn(self) -> WorkerProcess:
+        proc, stdout = await launch(self._python, self.policy, self._workdir)
+        proc.tasks.append(asyncio.create_task(self._read_frames(proc, stdout)))
         return proc
-
-    async def _watch(self, proc: _Process) -> None:
-        """The address-space limit holds per process, and the kernel does not apply the process
-        limit to root's uid; this holds the worker and every process its cells started to the
-        same memory in total and the same number of processes, so forks cannot take the machine."""
-        memory, most = self.policy.memory_bytes, self.policy.processes
-        while not proc.exited.done():
-            await asyncio.sleep(WATCH_S)
-            used, pids, processes = tree_usage(proc.popen.pid)  # threads count, as for NPROC
-            if used > memory:  # RSS counts pages forks share once in each: confirm by PSS
-                used = sum(_pss(pid) for pid in pids)
-            if used > memory:
-                proc.violation = (
-                    f"used {used >> 20:,} MiB of memory with the processes its cells started "
-                    f"(the limit is {memory >> 20:,} MiB)"
-                )
-            elif processes > most + 2:  # the launcher and PID 1 are not the cells'
-                proc.violation = f"started more than {most} processes and threads (the limit)"
-            else:
-                continue
-            _kill(proc)
-            return
 
     async def _stop_process(self) -> None:
         proc, self._proc = self._proc, None
         self._cancel_queries()
-        if proc is None:
-            return
-        _kill(proc)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(proc.exited), 5)
-        # Whatever still holds the other ends of the pipes, the host lets go of its own.
-        proc.writer.close()
-        for task in proc.tasks:
-            task.cancel()
-        for task in proc.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if proc is not None:
+            await proc.stop()
 
     async def _restart(self) -> None:
         await self._stop_process()
         await self.start()
-
-    def _signal(self, signum: int) -> None:
-        """To the worker's process group: the worker and the processes its cells started."""
-        if self._proc is not None and not self._proc.exited.done():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._proc.popen.pid, signum)
 
     # ----- results -----
 
@@ -360,10 +259,7 @@ class Sandbox:
 
     async def _replace(self, started: float, why: str, *, timed_out: bool = False) -> CellResult:
         await self._restart()
-        output = (
-            f"{why} The REPL worker was restarted: `context` is loaded again, but every variable "
-            "you defined is lost. Recompute what you need, in smaller steps."
-        )
+        output = notes.restarted(why)
         return CellResult(
             output=output,
             output_chars=len(output),
@@ -377,25 +273,15 @@ class Sandbox:
 
     async def _death_note(self) -> str:
         proc = self._proc
-        if proc is not None and proc.violation:
-            return f"The REPL worker was stopped: it {proc.violation}."
-        code = None
-        if proc is not None:
-            with contextlib.suppress(TimeoutError):  # its pipe closed; it is exiting, if not gone
-                code = await asyncio.wait_for(asyncio.shield(proc.exited), 2)
-        detail = self._death_detail()
-        last_words = f" Its last words: {detail}" if detail else ""
-        return (
-            f"The REPL worker process died (exit code {code}) while running the cell.{last_words}"
-        )
+        if proc is None:
+            return notes.died(None, "")
+        if proc.violation:
+            return notes.stopped_for(proc.violation)
+        code = await proc.exit_code(within=2)  # its pipe closed; it is exiting, if not gone
+        return notes.died(code, proc.death_detail())
 
     def _death_detail(self) -> str:
-        proc = self._proc
-        if proc is None:
-            return ""
-        if proc.violation:
-            return f"it {proc.violation}"
-        return bytes(proc.stderr_tail).decode("utf-8", "replace").strip()[-500:]
+        return self._proc.death_detail() if self._proc is not None else ""
 
     # ----- frames -----
 
@@ -406,7 +292,7 @@ class Sandbox:
         proc.writer.write(encode_frame(message, keep_surrogates=True))
         await proc.writer.drain()
 
-    async def _read_frames(self, proc: _Process, reader: asyncio.StreamReader) -> None:
+    async def _read_frames(self, proc: WorkerProcess, reader: asyncio.StreamReader) -> None:
         try:
             while True:
                 header = await reader.readexactly(HEADER.size)
@@ -424,8 +310,7 @@ class Sandbox:
             pass
         except BadFrame as bad:
             # A cell forged a frame or wrote to the protocol pipe: this worker can't be trusted.
-            proc.violation = f"broke the protocol ({bad})"
-            _kill(proc)
+            proc.stop_for(f"broke the protocol ({bad})")
         finally:
             pending = [*self._waiting.values(), self._ready]
             self._waiting.clear()
@@ -434,7 +319,7 @@ class Sandbox:
                     future.set_exception(WorkerDied())
                     future.exception()  # mark retrieved: nobody may be waiting any more
 
-    async def _dispatch(self, proc: _Process, message: dict[str, Any], size: int) -> None:
+    async def _dispatch(self, proc: WorkerProcess, message: dict[str, Any], size: int) -> None:
         kind = message["type"]
         if kind == "query":
             request = frames.query(message)
@@ -465,7 +350,7 @@ class Sandbox:
                 )
             )
 
-    async def _answer(self, proc: _Process, message: QueryFrame, size: int) -> None:
+    async def _answer(self, proc: WorkerProcess, message: QueryFrame, size: int) -> None:
         try:
             request = QueryRequest(
                 prompts=message["prompts"],
@@ -481,7 +366,7 @@ class Sandbox:
             except QueryRefused as refused:
                 reply["error"] = str(refused)
             except Exception as exc:  # a bug behind the handler must fail the call, not hang it
-                error = f"Error: llm_query failed: {type(exc).__name__}: {exc}"
+                error = notes.call_failed(f"{type(exc).__name__}: {exc}")
                 reply["results"] = [error] * len(request.prompts)
             del request, message
             if proc is self._proc:  # a replaced worker's query ids mean nothing to its successor
@@ -502,109 +387,12 @@ class Sandbox:
             task.cancel()
 
 
-def _watch_exit(popen: subprocess.Popen[bytes]) -> asyncio.Future[int]:
-    """A future for the process's exit, whoever still holds its pipes (a pidfd on Linux)."""
-    loop = asyncio.get_running_loop()
-    exited: asyncio.Future[int] = loop.create_future()
-    try:
-        pidfd = os.pidfd_open(popen.pid)
-    except (AttributeError, OSError):
-        waiting = loop.run_in_executor(None, popen.wait)
-
-        def on_wait(done: asyncio.Future[int]) -> None:
-            if not exited.done():
-                exited.set_result(done.result())
-
-        waiting.add_done_callback(on_wait)
-        return exited
-
-    def on_exit() -> None:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-        if not exited.done():
-            exited.set_result(popen.wait())
-
-    loop.add_reader(pidfd, on_exit)
-    return exited
-
-
-def tree_usage(root: int) -> tuple[int, list[int], int]:
-    """Resident bytes of `root` and all its descendants, their pids, and their threads (Linux
-    /proc; what cannot be read counts as nothing)."""
-    total, threads, pending, seen = 0, 0, [root], set()
-    while pending:
-        pid = pending.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        try:
-            with open(f"/proc/{pid}/statm") as statm:
-                total += int(statm.read().split()[1]) * PAGE
-            tasks = os.listdir(f"/proc/{pid}/task")
-            threads += len(tasks)
-            for task in tasks:
-                with open(f"/proc/{pid}/task/{task}/children") as children:
-                    pending += [int(child) for child in children.read().split()]
-        except (OSError, ValueError, IndexError):
-            continue
-    return total, sorted(seen), threads
-
-
-def _pss(pid: int) -> int:
-    """Proportional set size: shared pages split among the processes sharing them. Dearer to
-    read than RSS (the kernel walks the page tables), so only read to confirm."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as rollup:
-            for line in rollup:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
-def _kill(proc: _Process) -> None:
-    """SIGKILL the worker's process group. In the process sandbox the launcher's death also
-    ends the worker's PID namespace, and every process in it, wherever their group; so once it
-    has exited and been reaped, its pid (which another process may now have) is left alone."""
-    if proc.exited.done() and proc.isolated:
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.popen.pid, signal.SIGKILL)
-
-
-async def _keep_tail(stream: asyncio.StreamReader, tail: bytearray) -> None:
-    """Read the worker's stderr as it comes, keeping only its end (for the death note)."""
-    while chunk := await stream.read(65536):
-        tail += chunk
-        del tail[:-STDERR_KEPT]
-
-
 def _cap(text: str, limit: int) -> str:
     """The worker caps its output; a forged result frame is capped here again."""
     if len(text) <= limit + 200:
         return text
     half = limit // 2
     return f"{text[:half]}\n... [output cut by the host] ...\n{text[-half:]}"
-
-
-_hidden = False
-
-
-def hide_environment() -> None:
-    """Make this process's /proc entries (environ, mem) unreadable to other processes of the same
-    user: a worker outside the process sandbox (`--sandbox none`) could otherwise read the API
-    keys from /proc/<host pid>/environ. Linux only; root can still read them, which is one of the
-    things the process sandbox's namespaces stop."""
-    global _hidden
-    if _hidden or not sys.platform.startswith("linux"):
-        return
-    _hidden = True
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
 
 
 async def probe(policy: Policy | None = None, python: list[str] | None = None) -> dict[str, Layer]:

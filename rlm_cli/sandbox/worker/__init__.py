@@ -2,8 +2,8 @@
 variables. Standard library only, and nothing from the rest of rlm_cli: it must start fast and see
 nothing of the host (no keys, no settings).
 
-The host starts `__main__.main()` with `python -I -B -u -c` (see `host.WORKER_MAIN`), then
-speaks length-prefixed JSON frames over the worker's stdin/stdout (`protocol`). Modules: `protocol`
+The host starts `__main__.main()` with `python -I -B -u -c` (see `process.WORKER_MAIN` on the
+host side), then speaks length-prefixed JSON frames over the worker's stdin/stdout (`protocol`). Modules: `protocol`
 (frames, their types and limits; the host imports it too), `confine` (namespaces, Landlock,
 seccomp, capabilities, limits), `repl` (cells and the scaffold), `load` (reading the sources).
 """
