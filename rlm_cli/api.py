@@ -1,18 +1,107 @@
-"""The library API: `RLM(...).completion(context, question)`. The CLI is a thin layer over it."""
+"""The library API: `RLM(...).completion(context, question)`. The CLI is a thin layer over it.
+
+A run goes in two steps, both here, so every caller (the CLI, a server, batch runs) gets the
+same guarantees: `prepare` resolves the inputs and estimates the cost; `run` starts the engine.
+A run that ends any way, even one that fails in `prepare`, leaves a trace when one is asked for:
+its header and a `run_finished` summary.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from rlm_cli.config import Settings, load_settings
 from rlm_cli.engine.cache import ReplyCache
-from rlm_cli.engine.run import Run, RunResult, Tree
-from rlm_cli.events import Event, EventBus, EventHandler, SubscriberErrorHandler
-from rlm_cli.inputs import Inputs, from_value
+from rlm_cli.engine.estimate import CostRange, cost_range
+from rlm_cli.engine.result import RunResult
+from rlm_cli.engine.run import Run, Tree
+from rlm_cli.errors import RlmError, UsageError
+from rlm_cli.events import AnyEvent, EventBus, EventHandler, SubscriberErrorHandler
+from rlm_cli.inputs import InputOptions, Inputs, from_value, resolve
+from rlm_cli.inputs.report import one_line
 from rlm_cli.providers import Provider, make_providers
 from rlm_cli.trace.writer import TraceWriter
+
+# A file or directory given to the library as a path, or several.
+PathInput = os.PathLike[str] | Sequence[os.PathLike[str]]
+
+
+@dataclass
+class PreparedRun:
+    """A run's inputs, resolved, and what it may cost: all that `prepare` checks before any
+    provider is made or any model is called."""
+
+    question: str
+    inputs: Inputs
+    estimate: CostRange
+    # The line the views print before the first model call: what is read and what it may cost.
+    summary: str
+
+    def cleanup(self) -> None:
+        self.inputs.cleanup()
+
+
+def prepare(
+    question: str,
+    paths: list[str],
+    stdin: BinaryIO | None,
+    settings: Settings,
+    *,
+    include: tuple[str, ...] = (),
+    exclude: tuple[str, ...] = (),
+    warn: Callable[[str], None] | None = None,
+) -> PreparedRun:
+    """Resolve `paths` (or `stdin`) for a run of `question` with `settings`, and estimate its
+    cost. Makes no provider, so needs no API key. When this fails, the trace (if the settings
+    ask for one) gets its header and a failed summary before the error is raised."""
+    inputs = None
+    try:
+        if not question.strip():
+            raise UsageError("the question is empty; give it as the last argument")
+        options = InputOptions(
+            include=include,
+            exclude=exclude,
+            max_file_bytes=settings.max_file_size,
+            max_memory_share=settings.max_memory_share,
+            warn=warn,
+        )
+        inputs = resolve(paths, stdin, options)
+        return prepared(question, inputs, settings)
+    except RlmError as error:
+        record_failure(settings.trace, question, settings.public(), inputs, error)
+        if inputs is not None:
+            inputs.cleanup()
+        raise
+
+
+def prepared(question: str, inputs: Inputs, settings: Settings) -> PreparedRun:
+    """A run over inputs already resolved (or made from a value)."""
+    estimate = cost_range(inputs.total_tokens, settings)
+    return PreparedRun(question, inputs, estimate, one_line(inputs, estimate.describe()))
+
+
+def record_failure(
+    trace_path: str | None,
+    question: str,
+    settings: dict[str, Any],
+    inputs: Inputs | None,
+    error: RlmError,
+) -> None:
+    """Every run leaves a trace when asked for one, even a run that never started: the header
+    (`settings` as recorded: public values only) and a `run_finished` with the error."""
+    if not trace_path:
+        return
+    with contextlib.suppress(RlmError):  # an unwritable trace must not hide `error`
+        writer = TraceWriter(trace_path)
+        writer.header(question, settings, inputs.summary() if inputs else None)
+        writer.failed_before_start(str(error), error.status)
+        writer.close()
 
 
 class RLM:
@@ -66,7 +155,9 @@ class RLM:
     def completion(
         self, context: Any, question: str, on_event: EventHandler | None = None
     ) -> RunResult:
-        """Answer `question` about `context` (a str, list, dict, or `Inputs`).
+        """Answer `question` about `context`: a str, list or dict (the value itself), a path or
+        a list of paths (files, directories, archives, read as `rlm ask` reads them), or a
+        `PreparedRun`.
 
         Returns the result for runs that ended with an answer or at a limit; raises the
         run's RlmError when it failed. `result.events` holds every event of the run.
@@ -81,6 +172,14 @@ class RLM:
             raise result.error
         return result
 
+    def prepare(
+        self, paths: PathInput | list[str], question: str, stdin: BinaryIO | None = None
+    ) -> PreparedRun:
+        """`prepare` with this RLM's settings: inputs resolved, cost estimated, nothing sent."""
+        if isinstance(paths, os.PathLike):
+            paths = [paths]
+        return prepare(question, [os.fspath(path) for path in paths], stdin, self.settings)
+
     async def run(
         self,
         context: Any,
@@ -94,16 +193,19 @@ class RLM:
         `keep_events=False` leaves `result.events` empty, so memory stays flat however long
         the run (the CLI streams events to its views and the trace instead). A subscriber that
         raises is dropped and reported to `on_subscriber_error` (default: a line on stderr)."""
-        events: list[Event] = []
+        try:
+            run = self._prepared(context, question)
+        except RlmError as error:
+            return RunResult.before_start(error, self.settings.trace)
+        events: list[AnyEvent] = []
         bus = EventBus(on_error=on_subscriber_error)
-        inputs = context if isinstance(context, Inputs) else from_value(context)
         trace = None
         cache = None
         self._active += 1
         try:
             if self.settings.trace:  # first, so it has every event whatever the others do
                 trace = TraceWriter(self.settings.trace, full=self.settings.trace_full)
-                trace.header(question, self.settings.public(), inputs.summary())
+                trace.header(question, self.settings.public(), run.inputs.summary())
                 bus.subscribe(trace)
             if keep_events:
                 bus.subscribe(events.append)
@@ -111,7 +213,13 @@ class RLM:
                 bus.subscribe(on_event)
             cache = self._cache()
             tree = Tree(self.settings, self._root, self._worker, bus, cache)
-            result = await Run(question, inputs, tree).execute()
+            result = await Run(
+                question,
+                run.inputs,
+                tree,
+                estimate=run.estimate.to_json(),
+                summary=run.summary,
+            ).execute()
         finally:
             if cache is not None:
                 cache.close()
@@ -124,10 +232,28 @@ class RLM:
                     await provider.aclose()
             if trace is not None:
                 trace.close()
-            if inputs is not context:
-                inputs.cleanup()
+            if context is not run and context is not run.inputs:  # made here, so removed here
+                run.cleanup()
         result.events = events
         return result
+
+    def _prepared(self, context: Any, question: str) -> PreparedRun:
+        """Any context a caller may give, as a prepared run (a failure is traced)."""
+        if isinstance(context, PreparedRun):
+            return context
+        if isinstance(context, os.PathLike) or (
+            isinstance(context, list | tuple)
+            and context
+            and all(isinstance(item, os.PathLike) for item in context)
+        ):
+            return self.prepare(context, question)
+        inputs = None
+        try:
+            inputs = context if isinstance(context, Inputs) else from_value(context)
+            return prepared(question, inputs, self.settings)
+        except RlmError as error:
+            record_failure(self.settings.trace, question, self.settings.public(), inputs, error)
+            raise
 
     def _cache(self) -> ReplyCache | None:
         """The sub-call reply cache, unless turned off (`cache: false`, `--no-cache`)."""

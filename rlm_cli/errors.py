@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import Literal, TypeAlias
 
 # The budgets a run can reach: each is also the status of a run it stopped.
@@ -13,23 +14,47 @@ RunStatus: TypeAlias = Literal[
 ]
 
 
+class ExitCode(IntEnum):
+    """Every exit code of `rlm`, declared once: the error classes below carry them, and the
+    `ask --help` epilog and the README's table are made from (and tested against) this list."""
+
+    meaning: str
+
+    def __new__(cls, code: int, meaning: str) -> ExitCode:
+        member = int.__new__(cls, code)
+        member._value_ = code
+        member.meaning = meaning
+        return member
+
+    OK = 0, "answered"
+    ERROR = 1, "unexpected error"
+    USAGE = 2, "usage error (bad flags, missing or unreadable input, empty input)"
+    CONFIG = 3, "configuration error (or a sandbox layer unavailable: see `rlm doctor`)"
+    AUTH = 4, "provider authentication failed"
+    PROVIDER = 5, "provider failure after retries"
+    LIMIT = 6, "stopped by a limit (best-effort answer still printed)"
+    SUBCALLS_FAILED = 7, "answered, but sub-calls failed (with --strict)"
+    NOT_CONFIRMED = 8, "not confirmed: a run over confirm_above_usd was declined at the prompt"
+    INTERRUPTED = 130, "interrupted"
+
+
 class RlmError(Exception):
     """Base of all expected failures. `str(err)` is the one line shown to the user."""
 
-    exit_code = 1
+    exit_code: ExitCode = ExitCode.ERROR
     status: RunStatus = "error"
 
 
 class UsageError(RlmError):
     """Bad flags, a missing or unreadable input, an empty input."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class ConfigError(RlmError):
     """A setting or config file is invalid."""
 
-    exit_code = 3
+    exit_code = ExitCode.CONFIG
 
 
 class SandboxUnavailable(ConfigError):
@@ -44,13 +69,13 @@ class SandboxError(RlmError):
 class ProviderAuthError(RlmError):
     """The provider rejected the credentials."""
 
-    exit_code = 4
+    exit_code = ExitCode.AUTH
 
 
 class ProviderError(RlmError):
     """The provider failed, after retries where retrying made sense."""
 
-    exit_code = 5
+    exit_code = ExitCode.PROVIDER
 
 
 class ContextLengthError(ProviderError):
@@ -75,21 +100,21 @@ class RequestTimeout(RetryableError):
 class LimitReached(RlmError):
     """A budget stopped the run; a best-effort answer may still exist."""
 
-    exit_code = 6
+    exit_code = ExitCode.LIMIT
 
 
 class SubcallsFailed(RlmError):
     """The root answered, but sub-calls failed, and `--strict` (setting strict) asked for that to
     fail the run: in CI an answer that rests on lost work must not pass for a success."""
 
-    exit_code = 7
+    exit_code = ExitCode.SUBCALLS_FAILED
 
 
 class NotConfirmed(RlmError):
     """Asked on a terminal to confirm a run whose cost estimate passed `confirm_above_usd`, the
     user said no. Its own code, not 130: nothing was interrupted, and nothing was spent."""
 
-    exit_code = 8
+    exit_code = ExitCode.NOT_CONFIRMED
     status = "not_confirmed"
 
 
@@ -100,19 +125,8 @@ class InternalError(RlmError):
 class Interrupted(RlmError):
     """Ctrl-C."""
 
-    exit_code = 130
+    exit_code = ExitCode.INTERRUPTED
     status = "interrupted"
 
 
-EXIT_CODES: dict[int, str] = {
-    0: "answered",
-    1: "unexpected error",
-    2: "usage error (bad flags, missing or unreadable input, empty input)",
-    3: "configuration error (or a sandbox layer unavailable: see `rlm doctor`)",
-    4: "provider authentication failed",
-    5: "provider failure after retries",
-    6: "stopped by a limit (best-effort answer still printed)",
-    7: "answered, but sub-calls failed (with --strict)",
-    8: "not confirmed: a run over confirm_above_usd was declined at the prompt",
-    130: "interrupted",
-}
+EXIT_CODES: dict[int, str] = {code.value: code.meaning for code in ExitCode}

@@ -14,13 +14,15 @@ import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import RLM_COMMAND, ROOT, ask_scripted, read_trace, repl, run_rlm
 
 from rlm_cli.bench.fake_llm import FakeLLM
-from rlm_cli.engine.run import RunResult
+from rlm_cli.engine.result import RunResult
 from rlm_cli.errors import EXIT_CODES
+from rlm_cli.events import RunFinished
 
 KEY_VARIABLES = (
     "OPENAI_API_KEY",
@@ -365,9 +367,9 @@ def test_help_teaches_the_new_flags() -> None:
 # ----- failed sub-calls -----
 
 
-def result(status: str = "ok", subcalls: int = 20, failed: int = 0, **failures: int) -> RunResult:
-    return RunResult(
-        run_id="r",
+def result(status: Any = "ok", subcalls: int = 20, failed: int = 0, **failures: int) -> RunResult:
+    summary = RunFinished(
+        "r",
         status=status,
         answer="a",
         iterations=1,
@@ -377,38 +379,42 @@ def result(status: str = "ok", subcalls: int = 20, failed: int = 0, **failures: 
         subcalls_failed=failed,
         failures=failures,
     )
+    return RunResult(summary)
+
+
+def note(run: RunResult, strict: bool, first: str | None = None) -> tuple[str, str] | None:
+    run.strict = strict
+    return run.subcall_note(first)
 
 
 def test_failed_subcalls_are_said_and_strict_or_all_failed_is_exit_7() -> None:
-    from rlm_cli.cli.ask import _failed_subcalls
-
-    assert _failed_subcalls(result(), strict=True) is None
-    assert _failed_subcalls(result(failed=3, provider=3), strict=False) == (
+    assert note(result(), strict=True) is None
+    assert note(result(failed=3, provider=3), strict=False) == (
         "warning",
         "answered, but 3 of 20 sub-calls failed (provider 3); --strict makes this exit 7",
     )
-    assert _failed_subcalls(result(failed=3, provider=2, timeout=1), strict=True) == (
+    assert note(result(failed=3, provider=2, timeout=1), strict=True) == (
         "error",
         "answered, but 3 of 20 sub-calls failed (provider 2, timeout 1) (--strict)",
     )
     # Every sub-call failed: never a silent exit 0 (a warning), and exit 7 with --strict.
-    assert _failed_subcalls(result(subcalls=4, failed=4, provider=4), strict=False) == (
+    assert note(result(subcalls=4, failed=4, provider=4), strict=False) == (
         "warning",
         "answered, but all 4 sub-calls failed (provider 4); the answer rests on none of them; "
         "--strict makes this exit 7",
     )
-    assert _failed_subcalls(result(subcalls=4, failed=4, provider=4), strict=True) == (
+    assert note(result(subcalls=4, failed=4, provider=4), strict=True) == (
         "error",
         "answered, but all 4 sub-calls failed (provider 4); the answer rests on none of them "
         "(--strict)",
     )
-    assert _failed_subcalls(result(subcalls=1, failed=1, provider=1), False, "w: HTTP 404") == (
+    assert note(result(subcalls=1, failed=1, provider=1), False, "w: HTTP 404") == (
         "warning",
         "answered, but its only sub-call failed (provider 1); the answer rests on none of them; "
         "the first: w: HTTP 404; --strict makes this exit 7",
     )
     # A run stopped by a limit keeps its exit 6; the failures are still said.
-    assert _failed_subcalls(result("max_cost", failed=2, budget=2), strict=True) == (
+    assert note(result("max_cost", failed=2, budget=2), strict=True) == (
         "warning",
         "2 of 20 sub-calls failed (budget 2)",
     )

@@ -10,38 +10,38 @@ import signal
 import sys
 import traceback
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rlm_cli.cli.common import ConfigOption, PricesOption, piped_stdin
-from rlm_cli.cli.inspect import (
+from rlm_cli.cli.common import (
+    ConfigOption,
     ExcludeOption,
     IncludeOption,
     MaxFileSizeOption,
     MaxMemoryShareOption,
-    Selection,
+    PricesOption,
     parse_size,
+    piped_stdin,
+    warn,
 )
+from rlm_cli.engine.result import RunResult
 from rlm_cli.errors import (
     EXIT_CODES,
     InternalError,
     Interrupted,
     NotConfirmed,
     RlmError,
-    SubcallsFailed,
     UsageError,
 )
-from rlm_cli.events import Event, RunFinished, RunStarted, SubcallFinished
-from rlm_cli.trace.writer import TraceWriter
+from rlm_cli.events import AnyEvent, RunFinished, RunStarted, SubcallFinished
 from rlm_cli.ui import ViewName
 from rlm_cli.ui.safe import json_safe, terminal_safe
 
 if TYPE_CHECKING:
-    from rlm_cli.api import RLM
-    from rlm_cli.engine.run import RunResult
-    from rlm_cli.inputs import Inputs
+    from rlm_cli.config import Settings
 
 EPILOG = (
     "Examples:\n\n"
@@ -278,170 +278,157 @@ def ask(
         "redact_secrets": redact_secrets or None,
         "strict": strict or None,
     }
-    try:
-        overrides["max_file_size"] = parse_size(max_file_size)
-    except UsageError as exc:
-        raise typer.Exit(_fail(exc, as_json, trace, debug)) from None
-    selection = Selection(tuple(include or ()), tuple(exclude or ()))
-    code = _run(
-        args,
-        overrides,
-        config,
+    flags = Flags(
         as_json=as_json,
         view="none" if quiet else view.value,
         debug=debug,
-        selection=selection,
         dry_run=dry_run,
         assume_yes=yes,
+        include=tuple(include or ()),
+        exclude=tuple(exclude or ()),
+        max_file_size=max_file_size,
     )
-    raise typer.Exit(code)
+    raise typer.Exit(raw_main(args, overrides, config, flags))
 
 
-def _run(
-    args: list[str],
-    overrides: dict[str, Any],
-    config: Path | None,
-    *,
-    as_json: bool,
-    view: str,
-    debug: bool,
-    selection: Selection | None = None,
-    dry_run: bool = False,
-    assume_yes: bool = False,
-) -> int:
-    from rlm_cli.cli.inspect import cost_range, summary_line, warn_unenforceable_cost
-    from rlm_cli.cli.inspect import dry_run as dry_run_inputs
-    from rlm_cli.ui import open_view
+@dataclass(frozen=True)
+class Flags:
+    """The flags of `rlm ask` that are not settings: how to show the run, and what to take."""
 
-    question, paths = args[-1], args[:-1]
+    as_json: bool = False
+    view: str = "auto"
+    debug: bool = False
+    dry_run: bool = False
+    assume_yes: bool = False
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    max_file_size: str | None = None
+
+
+@dataclass
+class Watch:
+    """What the CLI keeps from the event stream: the top run's summary (for --json after an
+    interrupt) and the first failed sub-call's error (for the end-of-run line)."""
+
+    top: str | None = None
+    finished: RunFinished | None = None
+    first_failure: str | None = None
+
+    def __call__(self, event: AnyEvent) -> None:
+        if isinstance(event, RunStarted) and event.depth == 0:
+            self.top = event.run_id
+        # The top run's summary, not a child's (cancelled children report after it).
+        if isinstance(event, RunFinished) and event.run_id == self.top:
+            self.finished = event
+        if isinstance(event, SubcallFinished) and event.error and self.first_failure is None:
+            self.first_failure = event.error
+
+
+def raw_main(args: list[str], overrides: dict[str, Any], config: Path | None, flags: Flags) -> int:
+    """`rlm ask` with its one error policy: every failure is one line on stderr (and the --json
+    object, when asked for) and its exit code; a traceback only with --debug."""
     trace_path = overrides.get("trace")
-    finished: list[RunFinished] = []  # the engine's own summary, for --json after an interrupt
-    top: list[str] = []  # the id of the top run, once it starts
-    first_failure: list[str] = []  # the first failed sub-call's error, for the end-of-run line
+    watch = Watch()
     try:
-        if dry_run:
-            check_question(question)
-            return dry_run_inputs(paths, overrides, config, selection or Selection(), piped_stdin())
-        rlm, inputs = _prepare(question, paths, overrides, config, selection)
-        try:
-            # What will be read and what it may cost, before the first model call: ahead of a
-            # live tree (which then owns the terminal), else just after the view's `run` line.
-            # File names are the user's, but an archive's member names are whoever made it.
-            cost = cost_range(inputs.total_tokens, rlm.settings)
-            line = terminal_safe(summary_line(inputs, rlm.settings, cost))
-            summary = None if view == "none" else f"rlm: {line}"
-            live = view == "tree" or (view == "auto" and sys.stderr.isatty())
-            if summary and live:
-                print(summary, file=sys.stderr)
-            # Limits said out loud, before anything is spent.
-            warn_unenforceable_cost(rlm.settings)
-            try:
-                _confirm_cost(cost.high, rlm.settings.confirm_above_usd, assume_yes, summary)
-            except NotConfirmed as exc:
-                _trace_failure(trace_path, question, rlm.settings.public(), inputs, exc)
-                raise
-            except KeyboardInterrupt:  # Ctrl-C at the question: exit 130, and a trace says so
-                stopped = Interrupted("interrupted before the run started")
-                _trace_failure(trace_path, question, rlm.settings.public(), inputs, stopped)
-                raise
-            watcher = open_view(view, sys.stderr)
-
-            def on_event(event: Event) -> None:
-                watcher(event)
-                if isinstance(event, RunStarted) and event.depth == 0:
-                    top.append(event.run_id)
-                    if summary and not live:
-                        print(summary, file=sys.stderr, flush=True)
-                # The top run's summary, not a child's (cancelled children report after it).
-                if isinstance(event, RunFinished) and event.run_id in top:
-                    finished.append(event)
-                if isinstance(event, SubcallFinished) and event.error and not first_failure:
-                    first_failure.append(event.error)
-
-            try:
-                result = asyncio.run(
-                    _until_terminated(
-                        rlm.run(
-                            inputs,
-                            question,
-                            on_event=on_event,
-                            keep_events=False,
-                            on_subscriber_error=lambda _, error: _view_failed(error, debug),
-                        )
-                    )
-                )
-            finally:
-                watcher.close()  # the live view must be done drawing before anything else prints
-        finally:
-            inputs.cleanup()
+        return program(args, overrides, config, flags, watch)
     except RlmError as exc:
-        return _fail(exc, as_json, trace_path, debug)
+        return _fail(exc, flags, trace_path)
     except (KeyboardInterrupt, asyncio.CancelledError):
-        data = result_json(finished[-1].to_json(), trace_path) if finished else None
-        return _fail(Interrupted("interrupted"), as_json, trace_path, debug, data)
+        data = RunResult(watch.finished, trace=trace_path).to_json() if watch.finished else None
+        return _fail(Interrupted("interrupted"), flags, trace_path, data)
     except Exception as exc:
         error = InternalError(
             f"unexpected error: {type(exc).__name__}: {exc} (--debug shows where)"
         )
         error.__cause__ = exc
-        return _fail(error, as_json, trace_path, debug)
+        return _fail(error, flags, trace_path)
+
+
+def program(
+    args: list[str], overrides: dict[str, Any], config: Path | None, flags: Flags, watch: Watch
+) -> int:
+    """`rlm ask` without error handling: settings, inputs, providers, the run, the answer."""
+    from rlm_cli.api import RLM, prepare, record_failure
+    from rlm_cli.config import load_settings, public_values
+    from rlm_cli.engine.estimate import unenforceable_cost
+    from rlm_cli.ui import open_view
+
+    question, paths = args[-1], args[:-1]
+    try:
+        check_question(question)
+        overrides["max_file_size"] = parse_size(flags.max_file_size)
+        settings = load_settings(overrides, config)
+    except RlmError as exc:
+        # Without settings, the flags as given, less anything that looks like a key.
+        record_failure(overrides.get("trace"), question, public_values(overrides), None, exc)
+        raise
+    run = prepare(
+        question,
+        paths,
+        piped_stdin(),
+        settings,
+        include=flags.include,
+        exclude=flags.exclude,
+        warn=warn,
+    )
+    try:
+        cost_warning = unenforceable_cost(settings)  # a limit that cannot hold, said out loud
+        if flags.dry_run:
+            print(f"rlm: {terminal_safe(run.summary)}", file=sys.stderr)
+            if cost_warning:
+                warn(cost_warning)
+            print("rlm: dry run: no model was called", file=sys.stderr)
+            return 0
+        try:
+            rlm = RLM.from_settings(settings)  # looks up API keys: after the inputs are checked
+            if cost_warning:
+                warn(cost_warning)
+            confirm_cost(run.estimate.high, settings, flags)
+        except RlmError as exc:
+            record_failure(settings.trace, question, settings.public(), run.inputs, exc)
+            raise
+        except KeyboardInterrupt:  # Ctrl-C at the question: exit 130, and a trace says so
+            stopped = Interrupted("interrupted before the run started")
+            record_failure(settings.trace, question, settings.public(), run.inputs, stopped)
+            raise
+        view = open_view(flags.view, sys.stderr)
+
+        def on_event(event: AnyEvent) -> None:
+            view(event)
+            watch(event)
+
+        try:
+            result = asyncio.run(
+                _until_terminated(
+                    rlm.run(
+                        run,
+                        question,
+                        on_event=on_event,
+                        keep_events=False,
+                        on_subscriber_error=lambda _, error: _view_failed(error, flags.debug),
+                    )
+                )
+            )
+        finally:
+            view.close()  # the live view must be done drawing before anything else prints
+    finally:
+        run.cleanup()
     if result.error is not None:
-        return _fail(
-            result.error, as_json, trace_path, debug, result_json(result.__dict__, trace_path)
-        )
-    if as_json:
-        _print_json(result_json(result.__dict__, trace_path))
+        return _fail(result.error, flags, settings.trace, result.to_json())
+    if flags.as_json:
+        _print_json(result.to_json())
     elif result.answer is not None:
         _print_answer(result.answer)
-    code = result.exit_code
     if result.status != "ok":
         limit = result.status.replace("_", " ")
         # Say what is on stdout: an answer given at the limit, or none at all.
         outcome = "the answer is a best effort" if result.answer is not None else "no answer"
         print(f"rlm: stopped: {limit} reached; {outcome}", file=sys.stderr)
-    first = first_failure[0] if first_failure else None
-    failed = _failed_subcalls(result, bool(rlm.settings.strict), first)
-    if failed is not None:
-        severity, message = failed
-        print(f"rlm: {severity}: {message}", file=sys.stderr)
-        if severity == "error" and code == 0:
-            code = SubcallsFailed.exit_code
-    return code
-
-
-def _failed_subcalls(
-    result: RunResult, strict: bool, first: str | None = None
-) -> tuple[str, str] | None:
-    """("warning" or "error", the line to print) when sub-calls failed, else None.
-
-    The root may answer around failed sub-calls (the code gets an error string so it can adapt),
-    so by default that is a warning and exit 0; but the answer then rests on less than the code
-    asked for, so it is always said, and --strict (for CI) makes it exit 7. A run stopped by a
-    limit keeps its exit 6; the count is still said. `first` is the first failure's error,
-    which names the model and the cause (under --quiet nothing else does).
-    """
-    failed = result.subcalls_failed
-    if failed <= 0:
-        return None
-    kinds = ", ".join(
-        f"{kind} {count}" for kind, count in sorted(result.failures.items(), key=lambda kv: -kv[1])
-    )
-    every = failed >= result.subcalls
-    if every:
-        counted = "its only sub-call failed" if failed == 1 else f"all {failed} sub-calls failed"
-    else:
-        counted = f"{failed} of {result.subcalls} sub-calls failed"
-    counted += f" ({kinds})" if kinds else ""
-    if every and result.status == "ok":
-        counted += "; the answer rests on none of them"
-    if first:
-        shown = first if len(first) <= 300 else first[:299] + "…"
-        counted += f"; the first: {terminal_safe(' '.join(shown.split()))}"
-    if result.status != "ok":
-        return "warning", counted
-    if strict:
-        return "error", f"answered, but {counted} (--strict)"
-    return "warning", f"answered, but {counted}; --strict makes this exit 7"
+    note = result.subcall_note(watch.first_failure)
+    if note is not None:
+        severity, message = note
+        print(f"rlm: {severity}: {terminal_safe(message)}", file=sys.stderr)
+    return result.exit_code
 
 
 def check_question(question: str) -> None:
@@ -465,65 +452,17 @@ def check_question(question: str) -> None:
         )
 
 
-def _prepare(
-    question: str,
-    paths: list[str],
-    overrides: dict[str, Any],
-    config: Path | None,
-    selection: Selection | None = None,
-) -> tuple[RLM, Inputs]:
-    """Everything that can fail before the run starts, in the order a user fixes it: the
-    question, the settings, the inputs, and last the providers, because making them looks up
-    API keys: a missing file or a forgotten question is reported as itself, not as a missing
-    key (and `--dry-run`, which needs no key, agrees with a real run)."""
-    from rlm_cli.api import RLM
-    from rlm_cli.cli.inspect import input_options
-    from rlm_cli.config import load_settings, public_values
-    from rlm_cli.inputs import resolve
-
-    settings = None
-    inputs = None
-    try:
-        check_question(question)
-        settings = load_settings(overrides, config)
-        inputs = resolve(paths, piped_stdin(), input_options(settings, selection or Selection()))
-        return RLM.from_settings(settings), inputs
-    except RlmError as exc:
-        # Without settings, the flags as given, less anything that looks like a key.
-        public = settings.public() if settings else public_values(overrides)
-        _trace_failure(overrides.get("trace"), question, public, inputs, exc)
-        if inputs is not None:
-            inputs.cleanup()
-        raise
-
-
-def _trace_failure(
-    trace_path: str | None,
-    question: str,
-    settings: dict[str, Any],
-    inputs: Inputs | None,
-    error: RlmError,
-) -> None:
-    """Every run leaves a trace when asked for one, even a run that never started."""
-    if not trace_path:
-        return
-    with contextlib.suppress(RlmError):  # an unwritable trace must not hide `error`
-        writer = TraceWriter(trace_path)
-        writer.header(question, settings, inputs.summary() if inputs else None)
-        writer.failed_before_start(str(error), error.status)
-        writer.close()
-
-
-def _confirm_cost(high: float | None, limit: float, assume_yes: bool, summary: str | None) -> None:
+def confirm_cost(high: float | None, settings: Settings, flags: Flags) -> None:
     """On a terminal, ask before a run that may cost more than `confirm_above_usd`. Elsewhere
     (CI, a pipe, piped stdin) never wait for an answer: go on, the estimate said out loud."""
-    from rlm_cli.cli.inspect import usd
+    from rlm_cli.engine.estimate import usd
 
-    if high is None or high <= limit or assume_yes:
+    limit = settings.confirm_above_usd
+    if high is None or high <= limit or flags.assume_yes:
         return
     estimate = f"this run may cost up to {usd(high)} (confirm_above_usd is {usd(limit)})"
     if not (sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty()):
-        if summary is None:  # --quiet: the summary line with the estimate was not shown
+        if flags.view == "none":  # --quiet: the summary line with the estimate is not shown
             print(f"rlm: note: {estimate}; not asking: not a terminal", file=sys.stderr)
         return
     sys.stderr.write(f"rlm: {estimate}. Continue? [y/N] ")
@@ -546,39 +485,16 @@ async def _until_terminated(run: Coroutine[Any, Any, RunResult]) -> RunResult:
     return await task
 
 
-def result_json(fields: dict[str, Any], trace_path: str | None) -> dict[str, Any]:
-    """The one `--json` object (its keys are a stable contract)."""
-    error = fields.get("error")
-    return {
-        "answer": fields.get("answer"),
-        "status": fields.get("status", "error"),
-        "iterations": fields.get("iterations", 0),
-        "subcalls": fields.get("subcalls", 0),
-        "usage": fields.get("usage") or {"input_tokens": 0, "output_tokens": 0, "by_model": {}},
-        "elapsed_s": fields.get("elapsed_s", 0.0),
-        "trace": trace_path,
-        "error": None if error is None else str(error),
-        "redacted": fields.get("redacted", 0),
-        # Sub-calls that got an error string instead of a reply, in total and by kind.
-        "subcalls_failed": fields.get("subcalls_failed", 0),
-        "failures": fields.get("failures") or {},
-    }
-
-
 def _fail(
-    error: RlmError,
-    as_json: bool,
-    trace_path: str | None,
-    debug: bool,
-    data: dict[str, Any] | None = None,
+    error: RlmError, flags: Flags, trace_path: str | None, data: dict[str, Any] | None = None
 ) -> int:
-    if debug:
+    if flags.debug:
         cause = error.__cause__ or error
         if cause.__traceback__ is not None:
             traceback.print_exception(cause)
     print(f"rlm: error: {terminal_safe(str(error))}", file=sys.stderr)
-    if as_json:
-        _print_json(data or result_json({"status": error.status, "error": error}, trace_path))
+    if flags.as_json:
+        _print_json(data or RunResult.before_start(error, trace_path).to_json())
     return error.exit_code
 
 

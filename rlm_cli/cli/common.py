@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Annotated, BinaryIO
 
 import typer
 
-from rlm_cli.errors import RlmError
+from rlm_cli.errors import RlmError, UsageError
 from rlm_cli.ui.safe import terminal_safe
 
 ConfigOption = Annotated[
@@ -38,3 +39,64 @@ def piped_stdin() -> BinaryIO | None:
     if stdin is None or stdin.isatty():
         return None
     return stdin.buffer
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b(?:ytes?)?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+
+IncludeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--include",
+        help="Load only files matching this glob (.gitignore syntax, e.g. '*.py', 'src/**'). "
+        "Repeatable. Applies inside directories and archives. Secret files (.env, keys, "
+        "credentials) are skipped there unless a glob names them ('.env', '*.pem').",
+        show_default=False,
+    ),
+]
+ExcludeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--exclude",
+        help="Skip files and folders matching this glob (.gitignore syntax, e.g. 'tests/', "
+        "'*.min.js'). Repeatable.",
+        show_default=False,
+    ),
+]
+MaxFileSizeOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Skip files in directories and archives larger than this (e.g. 500KB, 200MB, 2GiB). "
+        "Default: 100MiB.",
+        show_default=False,
+    ),
+]
+MaxMemoryShareOption = Annotated[
+    float | None,
+    typer.Option(
+        help="Refuse inputs larger than this share of memory (0-0.9). Default: 0.4.",
+        show_default=False,
+    ),
+]
+
+
+def parse_size(text: str | None) -> int | None:
+    """`200MB`, `1.5GiB`, `4096` -> bytes (decimal units; `KiB`, `MiB`, `GiB` binary)."""
+    if text is None:
+        return None
+    match = _SIZE.match(text)
+    if not match:
+        raise UsageError(f"--max-file-size {text!r}: give a size such as 500KB, 200MB or 2GiB")
+    number, unit = float(match.group(1)), (match.group(2) or "").lower()
+    base = 1024 if unit.endswith(("ib", "i")) else 1000
+    scale = base ** " kmgt".index(unit[0]) if unit and unit[0] in "kmgt" else 1
+    size = int(number * scale)
+    if size < 1:
+        raise UsageError(f"--max-file-size {text!r}: must be at least 1 byte")
+    return size
+
+
+def warn(message: str) -> None:
+    """Warnings about inputs go to stderr as they are found, whatever the view (--quiet too):
+    a named file that looks like a secret is about to leave the machine."""
+    print(f"rlm: warning: {terminal_safe(message)}", file=sys.stderr, flush=True)

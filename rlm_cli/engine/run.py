@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from rlm_cli.config import Settings
 from rlm_cli.engine import prompts
 from rlm_cli.engine.budget import Budget, Limits
 from rlm_cli.engine.parsing import extract_code_blocks, find_prose_final
+from rlm_cli.engine.result import RunResult
 from rlm_cli.engine.router import (
     Caller,
     ReplyStore,
@@ -28,7 +29,6 @@ from rlm_cli.errors import InternalError, ProviderAuthError, RlmError, RunStatus
 from rlm_cli.events import (
     CellFinished,
     CellStarted,
-    Event,
     EventBus,
     FinalAnswer,
     IterationStarted,
@@ -46,30 +46,6 @@ from rlm_cli.sandbox.policy import make_policy
 
 # Child runs of one batch started at once: each is a worker process of its own.
 CHILD_CONCURRENCY = 4
-
-
-@dataclass
-class RunResult:
-    run_id: str
-    status: RunStatus
-    answer: str | None
-    iterations: int
-    subcalls: int
-    usage: dict[str, Any]
-    elapsed_s: float
-    error: RlmError | None = None
-    redacted: int = 0  # secrets masked in the prompts sent (--redact-secrets)
-    # Sub-calls that returned an error string instead of a reply, and how many by kind
-    # ("budget", "provider", "context_length", "timeout", "other").
-    subcalls_failed: int = 0
-    failures: dict[str, int] = field(default_factory=dict)
-    events: list[Event] = field(default_factory=list, repr=False)
-
-    @property
-    def exit_code(self) -> int:
-        if self.error is not None:
-            return self.error.exit_code
-        return 0 if self.status == "ok" else 6
 
 
 @dataclass(frozen=True)
@@ -133,8 +109,12 @@ class Run:
         depth: int = 0,
         parent: tuple[str, int] | None = None,
         root_model: str | None = None,
+        estimate: dict[str, Any] | None = None,
+        summary: str | None = None,
     ) -> None:
         self.question = question
+        # The top run's cost estimate and input summary line, for its run_started.
+        self.estimate, self.summary = estimate, summary
         self.inputs = inputs
         self.tree = tree
         self.settings = tree.settings
@@ -188,6 +168,8 @@ class Run:
                     parent_run_id=self.parent[0] if self.parent else None,
                     parent_cell=self.parent[1] if self.parent else None,
                     sandbox={"mode": self.sandbox.policy.mode, "layers": self.sandbox.layers},
+                    estimate=self.estimate,
+                    summary=self.summary,
                 )
             )
             status, final = await self._loop(meta)
@@ -213,8 +195,8 @@ class Run:
         self, status: RunStatus, final: Final | None, started: float, error: RlmError | str | None
     ) -> RunResult:
         failures = self.caller.failures  # this run's and its child runs'
-        result = RunResult(
-            run_id=self.run_id,
+        summary = RunFinished(
+            self.run_id,
             status=status,
             # An empty answer is none: the CLI says "no answer", never "a best effort".
             answer=final.answer if final and final.answer.strip() else None,
@@ -222,27 +204,18 @@ class Run:
             subcalls=self.caller.started + self.child_subcalls,
             usage=self.ledger.to_json(),
             elapsed_s=round(time.monotonic() - started, 3),
-            error=error if isinstance(error, RlmError) else None,
+            error=None if error is None else str(error),
             redacted=self.tree.router.redacted if self.depth == 0 else self.caller.redacted,
             subcalls_failed=failures.total(),
             failures=dict(failures),
         )
-        self.bus.emit(
-            RunFinished(
-                self.run_id,
-                status=result.status,
-                answer=result.answer,
-                iterations=result.iterations,
-                subcalls=result.subcalls,
-                usage=result.usage,
-                elapsed_s=result.elapsed_s,
-                error=None if error is None else str(error),
-                redacted=result.redacted,
-                subcalls_failed=result.subcalls_failed,
-                failures=result.failures,
-            )
+        self.bus.emit(summary)
+        return RunResult(
+            summary,
+            error if isinstance(error, RlmError) else None,
+            strict=self.settings.strict,
+            trace=self.settings.trace if self.depth == 0 else None,
         )
-        return result
 
     # ----- the loop -----
 
