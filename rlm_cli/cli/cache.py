@@ -11,6 +11,7 @@ import typer
 
 from rlm_cli.cli.common import errors_exit
 from rlm_cli.engine.cache import CacheStats, ReplyCache
+from rlm_cli.format import format_bytes
 
 cache_app = typer.Typer(
     name="cache",
@@ -67,22 +68,11 @@ def _lines(info: CacheStats) -> list[tuple[str, str]]:
     return [
         ("path", str(info.path)),
         ("entries", f"{info.entries:,}"),
-        ("size", _size(info.bytes_on_disk)),
+        ("size", format_bytes(info.bytes_on_disk)),  # as `rlm inspect` counts
         ("oldest", _local_time(info.oldest)),
         ("newest", _local_time(info.newest)),
         ("original cost", cost),
     ]
-
-
-def _size(count: int) -> str:
-    if count < 1024:
-        return f"{count:,} B"
-    value = count / 1024
-    for unit in ("KB", "MB"):
-        if value < 1024:
-            return f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:,.1f} GB"
 
 
 def _local_time(ts: float | None) -> str:
