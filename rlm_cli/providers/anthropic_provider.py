@@ -18,6 +18,10 @@ CACHE = {"type": "ephemeral"}
 
 
 class AnthropicProvider(SDKProvider):
+    # The root: the SDK adds /v1/messages itself.
+    default_base_url = "https://api.anthropic.com"
+    base_url_env = "ANTHROPIC_BASE_URL"
+
     def _make_client(self) -> tuple[ModuleType, Any]:
         import anthropic
 

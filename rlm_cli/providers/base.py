@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 if TYPE_CHECKING:
     from rlm_cli.errors import RetryableError
@@ -79,12 +79,26 @@ class Completion:
     request_id: str | None = None
     # None when the price of the model is not known: unknown is never reported as free.
     cost_usd: float | None = None
+    # Answered from the reply cache: no request was made, and it spent nothing.
+    cached: bool = False
 
 
 class Provider(Protocol):
     """An async model client. Implementations turn their SDK's errors into rlm_cli.errors."""
 
     name: str
+    # Whether a reply may be stored and replayed: False for the scripted provider, whose replies
+    # are free, instant and change with the script.
+    cacheable: ClassVar[bool]
+    # Whether this kind of provider is sent an API key (a local preset may still run without).
+    needs_key: ClassVar[bool]
+
+    def cache_identity(self) -> dict[str, Any]:
+        """Everything about this provider's own connection that changes the reply to the same
+        ModelRequest: its name, the endpoint it actually sends to, and the settings it applies
+        to every request (temperature, reasoning effort, output cap). JSON data, never a secret:
+        it becomes part of a cache key."""
+        ...
 
     async def complete(self, request: ModelRequest) -> Completion: ...
 

@@ -11,6 +11,9 @@ from rlm_cli.providers.sdk import SDKProvider
 
 
 class OpenAIProvider(SDKProvider):
+    default_base_url = "https://api.openai.com/v1"
+    base_url_env = "OPENAI_BASE_URL"
+
     def _make_client(self) -> tuple[ModuleType, Any]:
         import openai
 

@@ -16,7 +16,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -33,13 +33,23 @@ class SubRule:
 
 
 class ScriptedProvider:
+    """Replies from a script (see the module docstring); free, instant and needing no key."""
+
     name = "scripted"
+    # Its replies are free, instant and change with the script: storing them saves nothing and
+    # would replay an old script's reply after the script changed.
+    cacheable: ClassVar[bool] = False
+    needs_key: ClassVar[bool] = False
 
     def __init__(self, root: list[str], sub: list[SubRule], source: str = "script") -> None:
         self._root = root
         self._sub = sub
         self._source = source
         self._root_calls = 0
+
+    def cache_identity(self) -> dict[str, Any]:
+        """The provider and its script's source (a path, or "script"); it is never cached."""
+        return {"provider": self.name, "script": self._source}
 
     @classmethod
     def from_file(cls, path: str | Path) -> ScriptedProvider:

@@ -7,6 +7,7 @@ one translation serves both; it takes the SDK module as an argument and never im
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -15,7 +16,7 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 from rlm_cli.config import mask_keys
 from rlm_cli.errors import (
@@ -81,6 +82,14 @@ class Connection:
             return True
         return urllib.parse.urlsplit(self.base_url).hostname == OPENAI_HOST
 
+    def at_endpoint(self, default_url: str, env: str) -> Connection:
+        """This connection with the endpoint it will really use: the base URL given, else the
+        one in the SDK's own variable `env` (as the SDK would read it), else the SDK's default;
+        without a trailing slash. Resolved here, and handed to the SDK explicitly, so the URL in
+        messages and in the cache identity is the one requests go to."""
+        url = self.base_url or os.environ.get(env) or default_url
+        return dataclasses.replace(self, base_url=url.rstrip("/"))
+
     def facts(self, model: str) -> ModelFacts:
         return self.catalog.facts(model)
 
@@ -100,17 +109,37 @@ class Connection:
 
 class SDKProvider:
     """What both SDK providers do alike: make the client on first use, retry each call, and
-    build the Completion. Subclasses say how to make the client and how to make one attempt."""
+    build the Completion. Subclasses say how to make the client and how to make one attempt,
+    and where the SDK sends requests when given no base URL."""
+
+    cacheable: ClassVar[bool] = True
+    needs_key: ClassVar[bool] = True
+    # The SDK's endpoint when given no base URL, and the variable it reads one from first.
+    default_base_url: ClassVar[str]
+    base_url_env: ClassVar[str]
 
     def __init__(self, conn: Connection) -> None:
         self.name = conn.name
-        self._conn = conn
+        self._conn = conn.at_endpoint(self.default_base_url, self.base_url_env)
         self._sdk_client: tuple[ModuleType, Any] | None = None
         # The aiohttp session, base URL and proxy, for sub-calls.
         self._lean: tuple[Any, str, str | None] | None = None
         # The slots of `conn.concurrency`, made in the event loop that uses them (a provider may
         # serve several asyncio.run calls, and a semaphore belongs to one loop).
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+
+    def cache_identity(self) -> dict[str, Any]:
+        """The provider's name, the endpoint it sends to, and the settings it applies to every
+        request: two providers that differ in any of these may answer the same request
+        differently. No key: the key decides whether a reply comes, not what it says."""
+        conn = self._conn
+        return {
+            "provider": conn.name,
+            "base_url": conn.base_url,
+            "temperature": conn.temperature,
+            "reasoning_effort": conn.reasoning_effort,
+            "max_output_tokens": conn.max_output_tokens,
+        }
 
     def _make_client(self) -> tuple[ModuleType, Any]:
         """Import the SDK (lazily: it costs about a second) and build its async client, with the
