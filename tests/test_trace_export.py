@@ -6,8 +6,10 @@ The HTML export is opened in headless Chromium and checked in the DOM the browse
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -33,9 +35,10 @@ from rlm_cli.events import (
 )
 from rlm_cli.providers.base import Completion, ModelRequest
 from rlm_cli.providers.scripted import ScriptedProvider
-from rlm_cli.trace.export import FORMATS, _lanes, export, export_html, export_json
-from rlm_cli.trace.export import highlight_python as highlight
+from rlm_cli.trace.export import FORMATS, export, export_html, export_json
+from rlm_cli.trace.highlight import highlight_python as highlight
 from rlm_cli.trace.reader import Trace, iter_runs, iter_subcalls, load_trace, trajectory
+from rlm_cli.trace.timeline import lanes
 from rlm_cli.trace.writer import TraceWriter
 
 TOKEN_KEYS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens")
@@ -107,7 +110,6 @@ def test_load_trace_gives_the_header_and_typed_events(batched_trace: Path) -> No
     assert isinstance(trace.events[0], RunStarted)
     assert isinstance(trace.events[-1], RunFinished)
     assert sum(isinstance(e, SubcallFinished) for e in trace.events) == 51
-    assert len(trace.records) == len(trace.events)
     assert trace.complete and not trace.truncated
     assert trace.main_run_id == trace.events[0].run_id
 
@@ -530,18 +532,24 @@ class Dom(HTMLParser):
 
 def test_highlighter_escapes_and_survives_broken_code() -> None:
     out = highlight("if x < 3:  # '</pre>'\n    y = llm_query(\"<b>\")\n")
-    assert '<span class="kw">if</span>' in out and '<span class="com"># &#x27;&lt;/pre&gt;' in out
-    assert '<span class="rlm">llm_query</span>' in out and "&lt;b&gt;" in out
-    broken = highlight('print("unterminated\n  <i> x = (')
-    assert broken.startswith('<span class="bi">print</span>') and "&lt;i&gt;" in broken
-    assert "<i>" not in broken
+    assert '<span class="k">if</span>' in out and '<span class="c1"># &#39;&lt;/pre&gt;' in out
+    assert '<span class="n rlm">llm_query</span>' in out and "&lt;b&gt;" in out
+    assert out.endswith("</span>\n")  # the code's own last newline, and no other
+    # Every REPL name the worker binds is marked (the names come from the worker's protocol).
+    for name in ("rlm_query", "rlm_query_batched", "FINAL_VAR", "SHOW_VARS", "context"):
+        assert f'<span class="n rlm">{name}</span>' in highlight(f"{name}(1)"), name
+    code = 'print("unterminated\n  <i> x = ('
+    broken = highlight(code)
+    assert broken.startswith('<span class="nb">print</span>') and "<i>" not in broken
+    # Every character is kept, escaped: without the spans it is the code again.
+    assert html.unescape(re.sub(r"</?span[^>]*>", "", broken)) == code
     assert highlight("") == ""
 
 
 def test_lanes_stack_only_calls_in_flight_together() -> None:
-    lanes, count = _lanes([(0, 2), (1, 3), (2, 4), (2.5, 3), (5, 6)])
+    chosen, count = lanes([(0, 2), (1, 3), (2, 4), (2.5, 3), (5, 6)])
     assert count == 3  # at t=2.5: the 2nd, 3rd and 4th
-    assert lanes == [0, 1, 0, 2, 0]
+    assert chosen == [0, 1, 0, 2, 0]
 
 
 def test_html_escapes_every_piece_of_trace_text(tmp_path: Path) -> None:

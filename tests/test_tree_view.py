@@ -36,9 +36,12 @@ def draw(run: RunTree, **options: object) -> str:
 
 
 def check_snapshot(name: str, text: str) -> None:
+    """`text` is the snapshot `name`; UPDATE_SNAPSHOTS=1 writes it instead. A missing snapshot
+    fails: written on the fly, a deleted one would pass."""
     path = SNAPSHOTS / name
-    if os.environ.get("UPDATE_SNAPSHOTS") or not path.exists():
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
         path.write_text(text)
+    assert path.exists(), f"no snapshot {name}; run with UPDATE_SNAPSHOTS=1 to write it"
     assert text == path.read_text(), f"{name} changed; rerun with UPDATE_SNAPSHOTS=1 if intended"
 
 

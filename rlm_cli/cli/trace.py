@@ -37,23 +37,19 @@ def show(
     """Draw a finished, failed or partial run as a tree, every iteration open."""
     from rich.console import Console
 
-    from rlm_cli.trace.reader import load_trace
-    from rlm_cli.ui.model import RunTree
-    from rlm_cli.ui.safe import terminal_safe
+    from rlm_cli.trace.reader import fold_trace, load_trace
+    from rlm_cli.ui.model import SHOWN
     from rlm_cli.ui.tree import render
 
     with errors_exit():
         trace = load_trace(path)
-        run = RunTree(full_text=True)
-        for event in trace.events:  # child runs' events find their place in the tree
-            run.apply(event)
+        # The fold the live view made and the exports make, keeping every word, made safe.
+        run = fold_trace(trace, SHOWN)
         numbers = [i.iteration for i in run.iterations]
         if iteration is not None and iteration not in numbers:
             raise UsageError(
                 f"{path}: no iteration {iteration}; the trace has {', '.join(map(str, numbers)) or 'none'}"
             )
-        if not run.question:  # the model makes event text safe; this comes from the header
-            run.question = terminal_safe(trace.question)
         last_ts = trace.events[-1].ts if trace.events else None
         console = Console(soft_wrap=False)
         console.print(render(run, expanded=True, only_iteration=iteration, now=last_ts))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from typing import Protocol, TextIO
 
-from rlm_cli.events import Event
+from rlm_cli.events import AnyEvent
 
 
 class ViewName(enum.StrEnum):
@@ -16,13 +16,13 @@ class ViewName(enum.StrEnum):
 
 
 class View(Protocol):
-    def __call__(self, event: Event) -> None: ...
+    def __call__(self, event: AnyEvent) -> None: ...
 
     def close(self) -> None: ...
 
 
 class NoView:
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: AnyEvent) -> None:
         pass
 
     def close(self) -> None:

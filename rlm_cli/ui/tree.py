@@ -24,9 +24,9 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from rlm_cli.events import Event
+from rlm_cli.events import AnyEvent, RunStarted
 from rlm_cli.ui.format import first_line, format_tokens, format_usage, sandbox_line
-from rlm_cli.ui.model import Batch, Cell, Iteration, RunTree, Subcall
+from rlm_cli.ui.model import Batch, Cell, Iteration, Run, RunTree, Subcall
 from rlm_cli.ui.safe import terminal_safe
 
 REFRESH_PER_SECOND = 10
@@ -39,7 +39,7 @@ RECENT_SUBCALLS = 5  # single llm_query calls shown per cell before "… N earli
 
 
 def render(
-    run: RunTree,
+    run: Run,
     *,
     expanded: bool = False,
     now: float | None = None,
@@ -57,7 +57,7 @@ def render(
 
 
 def _run_tree(
-    run: RunTree, expanded: bool, now: float | None, only_iteration: int | None = None
+    run: Run, expanded: bool, now: float | None, only_iteration: int | None = None
 ) -> Tree:
     """One run's iterations as a tree; a child run (rlm_query) is labelled with its question."""
     run_id = terminal_safe(run.run_id)
@@ -91,12 +91,14 @@ def _run_tree(
             _iteration_open(tree, iteration, full=only_iteration is not None, now=now, over=over)
         else:
             tree.add(_iteration_line(iteration))
+    for child in run.children:  # child runs started in none of its cells (hand-made traces)
+        tree.add(_run_tree(child, expanded, now))
     if run.depth and run.answer is not None and run.status is not None:
         tree.add(Text.assemble(("→ ", "green"), first_line(run.answer, 100)))
     return tree
 
 
-def _header(run: RunTree) -> RenderableType:
+def _header(run: Run) -> RenderableType:
     inputs = run.inputs
     chars = run.context_meta.get("chars", inputs.get("bytes", 0))
     grid = Table.grid(padding=(0, 1))
@@ -160,8 +162,8 @@ def _iteration_open(
             label.append(f" · {failed} sub-call(s) failed", style="red")
     if iteration.last_turn:
         label.append(" · last turn: asking for the best answer", style="yellow")
-    if iteration.retries:
-        label.append(f" · {iteration.retries} retried", style="yellow")
+    if iteration.root_retries:
+        label.append(f" · {iteration.root_retries} retried", style="yellow")
     if iteration.elapsed_s is not None:
         label.append(f" · root {iteration.elapsed_s:.1f}s · {format_usage(iteration.usage)}", "dim")
     node = tree.add(label)
@@ -265,7 +267,7 @@ def _batch(parent: Tree, batch: Batch, now: float | None) -> None:
         node.add(Text(line, style="red", no_wrap=True, overflow="ellipsis"))
 
 
-def _footer(run: RunTree, now: float | None) -> Text:
+def _footer(run: Run, now: float | None) -> Text:
     max_iterations = terminal_safe(str(run.settings.get("max_iterations", "?")))
     text = Text(style="on grey15")
     text.append(f" {run.elapsed(now):.1f}s ", style="bold")
@@ -354,9 +356,13 @@ class LiveTreeView:
         )
         self._live.start()
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: AnyEvent) -> None:
         with self._lock:
             self._run.apply(event)
+        if isinstance(event, RunStarted) and event.depth == 0 and self._run.input_summary:
+            # Above the live region, so it stays in the scrollback once the tree is redrawn.
+            # Outside the lock: printing redraws the live region, which takes the lock.
+            self._console.print(Text(f"rlm: {self._run.input_summary}"))
 
     def _renderable(self) -> RenderableType:
         with self._lock:
