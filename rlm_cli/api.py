@@ -256,8 +256,9 @@ class RLM:
             raise
 
     def _cache(self) -> ReplyCache | None:
-        """The sub-call reply cache, unless turned off (`cache: false`, `--no-cache`)."""
-        # Scripted replies are free, instant, and change with their script: never cached.
-        if not self.settings.cache or self._worker.name == "scripted":
+        """The reply cache, unless turned off (`cache: false`, `--no-cache`) or of no use: no
+        provider of the run may have its replies replayed (the scripted one, say)."""
+        root = self.settings.cache_root and self._root.cacheable
+        if not self.settings.cache or not (self._worker.cacheable or root):
             return None
         return ReplyCache()

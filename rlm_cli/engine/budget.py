@@ -16,10 +16,14 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rlm_cli.errors import LimitName
 from rlm_cli.events import BudgetWarning, EventBus
-from rlm_cli.providers.base import Usage
+from rlm_cli.providers.base import Completion, Usage
+
+if TYPE_CHECKING:
+    from rlm_cli.engine.usage import UsageLedger
 
 RESERVE = 0.10
 # The last turn needs time for one root call: at least this share of the time budget, up to
@@ -71,6 +75,23 @@ class Budget:
         self.cost += cost_usd or 0.0
         self.calls += 1
         self.exhausted()  # fires warnings as thresholds pass
+
+    def record(
+        self, ledger: UsageLedger, depth: int, completion: Completion, bound: Bound | None = None
+    ) -> None:
+        """Account for one model call that returned, root call or sub-call, in one step: in the
+        ledger of the run that made it, and in this budget (releasing the sub-call's `bound`,
+        if it was admitted on one). A cache hit spent nothing: it is counted as a hit only."""
+        if completion.cached:
+            ledger.cache_hits += 1
+            if bound is not None:
+                self.settle(bound)
+            return
+        ledger.add(completion.model, completion.usage, completion.cost_usd, depth)
+        if bound is None:
+            self.charge(completion.usage, completion.cost_usd)
+        else:
+            self.settle(bound, completion.usage, completion.cost_usd)
 
     def subcalls_left(self) -> int | None:
         if self.limits.max_subcalls is None:

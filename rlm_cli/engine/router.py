@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from rlm_cli.engine.budget import Bound, Budget
 from rlm_cli.engine.prompts import refused_note
@@ -51,17 +51,6 @@ from rlm_cli.providers.base import (
 )
 from rlm_cli.providers.catalog import CHARS_PER_TOKEN, Catalog
 from rlm_cli.sandbox.host import QueryRefused, QueryRequest
-
-
-class ReplyStore(Protocol):
-    """The reply cache, as the router uses it (rlm_cli.engine.cache.ReplyCache)."""
-
-    def key(self, provider: str, request: ModelRequest, extra: dict[str, Any]) -> str: ...
-
-    def get(self, key: str) -> Completion | None: ...
-
-    def put(self, key: str, completion: Completion) -> None: ...
-
 
 ChildStarter = Callable[[str, Any, str | None, int], Awaitable[str]]
 
@@ -196,8 +185,7 @@ class SubcallRouter:
         max_concurrency: int,
         bus: EventBus,
         budget: Budget,
-        cache: ReplyStore | None = None,
-        cache_extra: dict[str, Any] | None = None,
+        on_fatal: Callable[[RlmError], None],
         redact_secrets: bool = False,
         max_output_tokens: int | None = None,
         free: bool = False,
@@ -213,13 +201,11 @@ class SubcallRouter:
         self._max_concurrency = max_concurrency
         self._bus = bus
         self.budget = budget
-        self.cache = cache
-        self.cache_extra = cache_extra or {}
         self._ids = itertools.count(1)
         self._batch_ids = itertools.count(1)
-        # An error that must end the run (bad credentials): the code got an error string, and the
-        # engine raises this once the cell is over.
-        self.fatal: RlmError | None = None
+        # Told of an error that must end the whole tree (bad credentials): the code got an error
+        # string, and the engine raises it once the cell is over.
+        self._on_fatal = on_fatal
         self.redact_secrets = redact_secrets
         # Secrets masked so far in the whole tree's prompts, by kind (`aws-access-key`: 2).
         self.redacted_by_kind: Counter[str] = Counter()
@@ -336,7 +322,6 @@ class SubcallRouter:
             purpose="sub",
             on_retry=self._retry_reporter(caller.run_id, model),
         )
-        key = self.cache.key(self._provider.name, request, self.cache_extra) if self.cache else None
         async with self.limit(self._provider.name):
             caller.started += 1
             self._bus.emit(
@@ -352,24 +337,17 @@ class SubcallRouter:
                 )
             )
             started = time.monotonic()
-            cached = self.cache.get(key) if self.cache and key else None
             try:
-                if cached is not None:
-                    completion = cached
-                    self._bus.emit(SubcallCached(caller.run_id, subcall_id=subcall_id))
-                else:
-                    completion = await self._send(request, prompt, model, fanout)
+                completion = await self._send(caller, request, prompt, model, fanout)
             except (RlmError, asyncio.CancelledError) as exc:
                 if isinstance(exc, BudgetRefused):
                     fanout.refused[exc.limit] += 1
                 return self._failed(caller, exc, subcall_id, cell, model, started, batch_id)
-        if cached is None:
+        cached = completion.cached
+        if cached:  # a hit spent nothing: no usage is reported for it, and it costs 0
+            self._bus.emit(SubcallCached(caller.run_id, subcall_id=subcall_id))
+        else:
             self.limit(self._provider.name).succeeded()
-            if self.cache and key and completion.finish_reason != "length":  # not a cut reply
-                self.cache.put(key, completion)
-            caller.ledger.add(completion.model, completion.usage, completion.cost_usd, caller.depth)
-        else:  # a hit spent nothing: no usage is reported for it, and it costs 0
-            caller.ledger.cache_hits += 1
         self._bus.emit(
             SubcallFinished(
                 caller.run_id,
@@ -386,7 +364,7 @@ class SubcallRouter:
         return completion.text
 
     async def _send(
-        self, request: ModelRequest, prompt: str, model: str, fanout: Fanout
+        self, caller: Caller, request: ModelRequest, prompt: str, model: str, fanout: Fanout
     ) -> Completion:
         too_big = self._refusal(prompt, model)
         if too_big:
@@ -402,8 +380,9 @@ class SubcallRouter:
             self.budget.settle(bound)  # a failed attempt reports no usage: nothing was spent
             raise
         # Charged before anything else can run, with the bound released in the same step.
-        self.budget.settle(bound, completion.usage, completion.cost_usd)
-        fanout.spent(completion.usage, completion.cost_usd)
+        self.budget.record(caller.ledger, caller.depth, completion, bound)
+        if not completion.cached:
+            fanout.spent(completion.usage, completion.cost_usd)
         return completion
 
     def _bound(self, prompt: str, model: str) -> Bound:
@@ -446,8 +425,8 @@ class SubcallRouter:
         started: float,
         batch_id: int | None,
     ) -> str:
-        if isinstance(exc, ProviderAuthError) and self.fatal is None:
-            self.fatal = exc
+        if isinstance(exc, ProviderAuthError):
+            self._on_fatal(exc)
         caller.failed(failure_kind(exc), exc.limit if isinstance(exc, BudgetRefused) else None)
         cancelled = isinstance(exc, asyncio.CancelledError)
         error = "cancelled: its cell was over" if cancelled else str(exc)

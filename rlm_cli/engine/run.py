@@ -15,11 +15,11 @@ from typing import Any
 from rlm_cli.config import Settings
 from rlm_cli.engine import prompts
 from rlm_cli.engine.budget import Budget, Limits
+from rlm_cli.engine.caching import ReplyStore, caching
 from rlm_cli.engine.parsing import extract_code_blocks, find_prose_final
 from rlm_cli.engine.result import RunResult
 from rlm_cli.engine.router import (
     Caller,
-    ReplyStore,
     SubcallRouter,
     failure_kind,
     retry_reporter,
@@ -55,7 +55,8 @@ class Final:
 
 
 class Tree:
-    """What every run of one `rlm ask` shares: settings, providers, router, budget, events."""
+    """What every run of one `rlm ask` shares: settings, providers, router, budget, events, and
+    the one error that ends the whole tree (`fatal`, bad credentials)."""
 
     def __init__(
         self,
@@ -66,8 +67,13 @@ class Tree:
         cache: ReplyStore | None = None,
     ) -> None:
         self.settings = settings
-        self.root = root
-        self.worker = worker
+        # Sub-calls' replies are cached (unless `cache: false`); root calls' only with
+        # `cache_root`. A child run's root calls go to the worker's endpoint (`child_root`).
+        root_cache = cache if settings.cache_root else None
+        self.root = caching(root, root_cache)
+        self.worker = caching(worker, cache)
+        self.child_root = caching(worker, root_cache)
+        self.fatal: RlmError | None = None
         self.bus = bus
         self.catalog = Catalog(settings.prices)
         self.budget = Budget(
@@ -75,14 +81,13 @@ class Tree:
             bus,
         )
         self.router = SubcallRouter(
-            provider=worker,
+            provider=self.worker,
             model=settings.worker_model,
             catalog=self.catalog,
             max_concurrency=settings.max_concurrency,
             bus=bus,
             budget=self.budget,
-            cache=cache,
-            cache_extra=settings.cache_key_settings(),
+            on_fatal=self.fail,
             redact_secrets=settings.redact_secrets,
             max_output_tokens=_sub_max_output(settings),
             free=_local(settings.worker_provider),
@@ -90,6 +95,11 @@ class Tree:
         # Child runs started at once, per depth: one shared limit would deadlock, with children
         # holding every slot while they wait for slots for their own children.
         self.children: dict[int, asyncio.Semaphore] = {}
+
+    def fail(self, error: RlmError) -> None:
+        """End the whole tree with `error` (the first one kept), once the current cell is over."""
+        if self.fatal is None:
+            self.fatal = error
 
     def child_slots(self, depth: int) -> asyncio.Semaphore:
         if depth not in self.children:
@@ -285,8 +295,8 @@ class Run:
             # What a budget refused during the cell goes with its output: the code may not say.
             notes, self.caller.notes = self.caller.notes, []
             outputs.append("\n\n".join([result.output, *notes]) if notes else result.output)
-            if self.tree.router.fatal is not None:
-                raise self.tree.router.fatal
+            if self.tree.fatal is not None:
+                raise self.tree.fatal
             if result.final is not None:
                 return self._announce(iteration, result.final, result.final_source or "FINAL"), ""
             if not last_turn and self.tree.budget.exhausted():
@@ -330,24 +340,10 @@ class Run:
         def on_text(text: str) -> None:
             self.bus.emit(RootTextDelta(self.run_id, iteration=iteration, text=text))
 
-        provider = self.tree.root if self.depth == 0 else self.tree.worker
-        router = self.tree.router
-        cache = router.cache if self.settings.cache_root else None
-        # The endpoint in the key is the one this call goes to (a child's root calls use the
-        # worker's), so replies from two servers never share a key.
-        extra = self.settings.cache_key_settings(worker=self.depth > 0)
-        key = cache.key(provider.name, request, extra) if cache else None
-        completion = cache.get(key) if cache and key else None
-        cached = completion is not None
-        if completion is not None:
-            on_text(completion.text)
-            self.ledger.cache_hits += 1
-        else:
-            completion = await provider.stream(request, on_text)
-            if cache and key and completion.finish_reason != "length":
-                cache.put(key, completion)
-            self.ledger.add(completion.model, completion.usage, completion.cost_usd, self.depth)
-            self.tree.budget.charge(completion.usage, completion.cost_usd)
+        provider = self.tree.root if self.depth == 0 else self.tree.child_root
+        completion = await provider.stream(request, on_text)
+        self.tree.budget.record(self.ledger, self.depth, completion)
+        cached = completion.cached
         self.bus.emit(
             RootReply(
                 self.run_id,
@@ -415,8 +411,8 @@ class Run:
                     self.caller.cut(child.caller.cut_by)
                 if inputs is not self.inputs:
                     inputs.cleanup()
-        if isinstance(result.error, ProviderAuthError) and self.tree.router.fatal is None:
-            self.tree.router.fatal = result.error  # bad credentials end the whole tree
+        if isinstance(result.error, ProviderAuthError):
+            self.tree.fail(result.error)  # bad credentials end the whole tree
         if result.error is not None:
             self.caller.failed(failure_kind(result.error))
             return f"Error: rlm_query failed: {result.error}"
