@@ -37,6 +37,7 @@ from rlm_cli.errors import (
     UsageError,
 )
 from rlm_cli.events import AnyEvent, RunFinished, RunStarted, SubcallFinished
+from rlm_cli.format import format_usd
 from rlm_cli.ui import ViewName
 from rlm_cli.ui.safe import json_safe, terminal_safe
 
@@ -455,12 +456,12 @@ def check_question(question: str) -> None:
 def confirm_cost(high: float | None, settings: Settings, flags: Flags) -> None:
     """On a terminal, ask before a run that may cost more than `confirm_above_usd`. Elsewhere
     (CI, a pipe, piped stdin) never wait for an answer: go on, the estimate said out loud."""
-    from rlm_cli.engine.estimate import usd
-
     limit = settings.confirm_above_usd
     if high is None or high <= limit or flags.assume_yes:
         return
-    estimate = f"this run may cost up to {usd(high)} (confirm_above_usd is {usd(limit)})"
+    estimate = (
+        f"this run may cost up to {format_usd(high)} (confirm_above_usd is {format_usd(limit)})"
+    )
     if not (sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty()):
         if flags.view == "none":  # --quiet: the summary line with the estimate is not shown
             print(f"rlm: note: {estimate}; not asking: not a terminal", file=sys.stderr)

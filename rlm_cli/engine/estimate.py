@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlm_cli.config import Settings
+from rlm_cli.format import format_usd
 from rlm_cli.providers.catalog import Catalog, provider_info
 
 # The assumptions behind a cost range, kept together so the printed explanation stays true. A
@@ -37,7 +38,7 @@ class CostRange:
             return f"cost unknown (no price for {', '.join(self.unknown)}; see `rlm models`)"
         if self.high == 0:
             return "no cost (local or scripted models)"
-        return f"est. cost {usd(self.low)}–{usd(self.high)}"
+        return f"est. cost {format_usd(self.low)}–{format_usd(self.high)}"
 
     def to_json(self) -> dict[str, Any]:
         return {"low_usd": self.low, "high_usd": self.high, "unknown_price": list(self.unknown)}
@@ -103,8 +104,3 @@ def _prices(settings: Settings) -> tuple[tuple[float, float] | None, tuple[float
         price(settings.provider, settings.root_model),
         price(settings.worker_provider, settings.worker_model),
     )
-
-
-def usd(value: float) -> str:
-    """Dollars as the summary shows them: cents, or four decimals under ten cents."""
-    return f"${value:,.2f}" if value >= 0.1 or value == 0 else f"${value:.4f}"
