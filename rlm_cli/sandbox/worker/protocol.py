@@ -66,6 +66,11 @@ class Layer(TypedDict):
     detail: str
 
 
+def layer(active: bool, detail: str) -> Layer:
+    """One layer's report (the worker's confinement steps each return one)."""
+    return {"active": active, "detail": detail}
+
+
 # host -> worker
 
 
