@@ -213,3 +213,15 @@ def test_prose_final_ends_at_the_first_closing_line() -> None:
     final = find_prose_final("FINAL(Paris)\n\n(Found in the second paragraph of the context.)")
     assert final is not None and final.answer == "Paris"
     assert find_prose_final("```repl\nFINAL(result)\n```") is None  # code is not prose
+
+
+def test_the_system_prompt_teaches_every_repl_helper() -> None:
+    """The helper names live in one list (the worker's SCAFFOLD); the prompt must name each."""
+    from rlm_cli.engine.prompts import system_prompt
+    from rlm_cli.sandbox.worker.protocol import SCAFFOLD
+
+    prompt = system_prompt(100_000, 20_000, recursive=True)
+    for name in SCAFFOLD:
+        assert f"`{name}" in prompt, name
+    flat = system_prompt(100_000, 20_000, recursive=False)
+    assert "`rlm_query" not in flat  # at the depth limit it is a plain llm_query: not taught
