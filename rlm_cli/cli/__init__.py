@@ -3,6 +3,8 @@ and maps errors to exit codes; the work happens in rlm_cli.api and below."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from rlm_cli import __version__
@@ -41,9 +43,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     pass
 
