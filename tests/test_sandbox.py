@@ -20,6 +20,7 @@ from rlm_cli.inputs import Inputs
 from rlm_cli.sandbox.host import CellResult, QueryRequest, Sandbox
 from rlm_cli.sandbox.policy import PROCESSES, make_policy
 from rlm_cli.sandbox.process import PACKAGE_ROOT
+from rlm_cli.sandbox.worker.protocol import SCAFFOLD
 
 T = TypeVar("T")
 
@@ -198,6 +199,14 @@ def test_answer_dict_form() -> None:
     assert not_ready.final is None
     assert ready.final == "done"
     assert ready.final_source == "answer"
+
+
+def test_a_cell_sees_exactly_the_scaffold_names() -> None:
+    """SCAFFOLD is the one list of the REPL's helper names (the prompts and the HTML export's
+    highlighter read it): a fresh cell's namespace binds those names and no others."""
+    (names,) = run_cells(["print(sorted(name for name in globals() if not name.startswith('__')))"])
+    assert names.output == f"{sorted(SCAFFOLD)}\n"
+    assert len(set(SCAFFOLD)) == len(SCAFFOLD)
 
 
 def test_rebinding_scaffold_names_is_undone_for_the_next_cell() -> None:
