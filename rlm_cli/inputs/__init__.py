@@ -3,10 +3,12 @@
 The host only stats, sniffs and streams files here (in fixed-size chunks); it never holds an input
 whole. The worker reads each Source itself, once.
 
-Modules: `model` (Source, Skip, Inputs, InputOptions), `resolve` (arguments -> Inputs), `ignore`
-(.gitignore, .rlmignore, --include/--exclude), `sniff` (encodings, binaries, formats), `scan`
-(streaming passes), `archives` (compressed files and archive members), `tokens` (estimates),
-`report` (summaries and cost ranges for people).
+Modules: `model` (Source, Skip, Inputs, InputOptions), `resolve` (arguments -> Inputs: files,
+compressed files, the memory budget), `walk` (directories), `members` (archive members), `ignore`
+(the one filter chain: VCS folders, .gitignore/.rlmignore, --include/--exclude, secrets),
+`rejections` (why a file cannot load, in users' words), `sniff` (encodings, binaries, formats),
+`scan` (streaming passes), `archives` (compressed streams, archive listings), `memory` (the
+machine's memory), `tokens` (estimates), `report` (summaries for people).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import tempfile
 from typing import Any
 
 from rlm_cli.errors import UsageError
+from rlm_cli.format import format_bytes  # re-exported until cli/inspect.py takes it from there
+from rlm_cli.inputs.memory import memory_bytes
 from rlm_cli.inputs.model import (
     CHARS_PER_TOKEN,
     DEFAULT_MAX_FILE_BYTES,
@@ -29,7 +33,7 @@ from rlm_cli.inputs.model import (
     Source,
     estimate_tokens,
 )
-from rlm_cli.inputs.resolve import format_bytes, memory_bytes, resolve
+from rlm_cli.inputs.resolve import resolve
 
 __all__ = [
     "CHARS_PER_TOKEN",

@@ -10,6 +10,7 @@ ignored folder can be re-included. `.rlmignore` has the same syntax and is read 
 from __future__ import annotations
 
 import os
+import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -131,8 +132,14 @@ def read_ignore_file(path: str) -> list[str]:
     return data.decode("utf-8", "replace").splitlines()
 
 
+# What a filter says about a path it leaves out: (reason, detail), as a Skip shows them.
+Verdict = tuple[str, str]
+
+
 class Filters:
-    """--include and --exclude globs, in .gitignore syntax (`*.py`, `docs/`, `/src/**/*.ts`)."""
+    """The name filters every walked file and archive member passes, in one chain (`check`):
+    VCS folders, ignore files, then --exclude and --include globs (.gitignore syntax: `*.py`,
+    `docs/`, `/src/**/*.ts`), then well-known secret files."""
 
     def __init__(self, include: Iterable[str], exclude: Iterable[str]) -> None:
         include = list(include)
@@ -141,6 +148,56 @@ class Filters:
         # The --include globs that name secret files themselves (`.env`, `*.pem`): the user asked
         # for those files, so a walk loads them (a broad `*` or `src/**` does not).
         self.secret_include = _compile("--include", [p for p in include if names_secrets(p)])
+
+    def check(
+        self, path: str, is_dir: bool, rules: IgnoreRules | None, *, on_disk: str | None = None
+    ) -> Verdict | None:
+        """Why `path` is left out, or None when it passes. `path` is relative to the root the
+        globs apply to (the walked folder, or the folder an archive sits in, with the archive's
+        name as a folder: `data/bundle.zip/src/a.py`). Folders above `path` are not looked at: a
+        walk never enters a folder that fails, and archive members go through `check_below`.
+
+        `rules` None leaves the ignore files out (an archive's are not all known while it is
+        still being listed); what fails without them fails with them too. `on_disk` is the file's
+        own path for a walked file: secret names are matched on it (so walking ~/.aws itself
+        still finds .aws/credentials), and such a file can be named to load it anyway."""
+        if posixpath.basename(path) in VCS_NAMES:
+            return "version control", ""
+        why = rules.check(path, is_dir) if rules is not None else None
+        if why:
+            return "ignored", why
+        why = self.excluded(path, is_dir)
+        if why:
+            return "excluded", why
+        if is_dir:
+            return None
+        why = self.not_included(path)
+        if why:
+            return "not included", why
+        if on_disk is None:
+            kind = self.secret(path, path)
+            hint = "--include it by name to load it"
+        else:
+            kind = self.secret(path, on_disk.replace(os.sep, "/"))
+            hint = "name it, or --include it by name, to load it"
+        return ("secret", f"{kind}; {hint}") if kind else None
+
+    def check_below(
+        self, root: str, path: str, is_dir: bool, rules: IgnoreRules | None
+    ) -> tuple[str | None, str, str] | None:
+        """`check` for `path` inside a container at `root` (an archive; "" when it was named),
+        with each folder between them checked first, as a walk checks a folder before it enters
+        it: (that folder, relative to `root`, reason, detail) for the first folder that fails,
+        (None, reason, detail) when only `path` does, None when it passes."""
+        prefix = f"{root}/" if root else ""
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            verdict = self.check(prefix + folder, True, rules)
+            if verdict is not None:
+                return folder, *verdict
+        verdict = self.check(prefix + path, is_dir, rules)
+        return None if verdict is None else (None, *verdict)
 
     def excluded(self, path: str, is_dir: bool) -> str | None:
         if self.exclude is None:

@@ -11,8 +11,10 @@ from typing import Any, Literal
 
 STDIN_NAME = "<stdin>"
 # About four characters of English or code per token: the fallback when no tokenizer is at hand,
-# and what the root model is told for values (the library API) that were never counted.
-CHARS_PER_TOKEN = 4.0
+# and what the root model is told for values (the library API) that were never counted. The one
+# definition: the catalog's window in characters and the scripted provider's usage use it too.
+# An int, so `chars // CHARS_PER_TOKEN` stays an int.
+CHARS_PER_TOKEN = 4
 DEFAULT_MAX_FILE_BYTES = 100 * 1024 * 1024
 # Loading a file briefly needs about twice its size (its bytes and its text), so inputs above
 # 40% of memory would not fit beside everything else.

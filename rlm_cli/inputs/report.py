@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rlm_cli.format import format_tokens
+from rlm_cli.format import format_bytes, format_tokens
 from rlm_cli.inputs.model import Inputs, Skip, Source
-from rlm_cli.inputs.resolve import format_bytes
 
 
 def one_line(inputs: Inputs, cost: str | None = None) -> str:

@@ -2,32 +2,25 @@
 
 The host reads each input in fixed-size chunks (to sniff it, count its invalid bytes, measure
 what a compressed file holds, sample it for tokens) and never holds one whole: the worker is the
-only process that does, once.
+only process that does, once. This module dispatches the arguments, loads plain and compressed
+files, and keeps the memory budget; `walk` lists directories, `members` reads archives, and
+`rejections` words what cannot load.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import io
 import os
-import posixpath
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
-from typing import IO, BinaryIO, cast
+from dataclasses import replace
+from typing import BinaryIO
 
 from rlm_cli.errors import UsageError
-from rlm_cli.inputs import archives, tokens
-from rlm_cli.inputs.ignore import (
-    IGNORE_FILE_LIMIT,
-    IGNORE_FILES,
-    VCS_NAMES,
-    Filters,
-    IgnoreRules,
-    read_ignore_file,
-)
+from rlm_cli.format import format_bytes
+from rlm_cli.inputs import archives, rejections, tokens
+from rlm_cli.inputs.ignore import Filters
+from rlm_cli.inputs.members import MemberReader
+from rlm_cli.inputs.memory import memory_bytes
 from rlm_cli.inputs.model import (
     STDIN_NAME,
     ArchiveKind,
@@ -37,7 +30,8 @@ from rlm_cli.inputs.model import (
     Skip,
     Source,
 )
-from rlm_cli.inputs.scan import Readable, Scan, scan
+from rlm_cli.inputs.rejections import Rejected
+from rlm_cli.inputs.scan import Scan, scan
 from rlm_cli.inputs.secret_files import secret_kind
 from rlm_cli.inputs.sniff import (
     SNIFF_BYTES,
@@ -47,21 +41,10 @@ from rlm_cli.inputs.sniff import (
     sniff_text,
     structure_of,
 )
+from rlm_cli.inputs.walk import walk
 
 SPOOL_CHUNK = 1 << 20
 COMPRESSED_SAMPLES = 256  # of SAMPLE_BYTES each, taken as the stream is scanned
-# Archive members keep token samples up to this many bytes in all; members past it are
-# estimated at the overall tokens-per-byte ratio.
-SAMPLE_BUDGET = 8 << 20
-MEMBER_WHOLE = 64 << 10  # members this small keep their whole text as their sample
-
-
-class _Rejected(Exception):
-    """A file that cannot be loaded: skipped inside a directory, an error when named itself."""
-
-    def __init__(self, reason: str, detail: str, message: str) -> None:
-        super().__init__(message)
-        self.reason, self.detail, self.message = reason, detail, message
 
 
 def resolve(args: list[str], stdin: BinaryIO | None, options: InputOptions | None = None) -> Inputs:
@@ -94,41 +77,10 @@ def resolve(args: list[str], stdin: BinaryIO | None, options: InputOptions | Non
     return inputs
 
 
-def memory_bytes() -> int:
-    """The machine's memory, or the container's limit when that is lower."""
-    total = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    for limit_file in (
-        "/sys/fs/cgroup/memory.max",
-        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-    ):
-        try:
-            with open(limit_file) as handle:
-                value = handle.read().strip()
-        except OSError:
-            continue
-        if value.isdigit():
-            total = min(total, int(value))
-    return total
-
-
-def format_bytes(size: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:,.0f} {unit}" if unit == "bytes" else f"{size:,.1f} {unit}"
-        size /= 1000
-    raise AssertionError("unreachable")
-
-
-@dataclass
-class _Candidate:
-    """An archive member that passed the name filters, with what its scan found."""
-
-    member: archives.Member
-    result: Scan | None
-    rejected: _Rejected | None
-
-
 class _Resolver:
+    """One resolve's state: the Inputs built so far, the filters, and the memory budget that
+    every file, decompressed stream and archive member is charged against."""
+
     def __init__(self, options: InputOptions) -> None:
         self.options = options
         self.filters = Filters(options.include, options.exclude)
@@ -136,7 +88,7 @@ class _Resolver:
         self.memory = options.memory_bytes or memory_bytes()
         self.memory_limit = int(self.memory * options.max_memory_share)
         self.containers = 0  # directories and archives: they make `context` a dict
-        self.sample_budget = SAMPLE_BUDGET
+        self.members = MemberReader(self.filters, options.max_file_bytes)
         self.total = 0
 
     # ----- arguments -----
@@ -154,23 +106,25 @@ class _Resolver:
         except PermissionError:
             raise UsageError(f"{arg}: permission denied; check its permissions") from None
         except OSError as exc:
-            raise UsageError(f"{arg}: cannot open it ({_why(exc)}); check the path") from None
+            raise UsageError(
+                f"{arg}: cannot open it ({rejections.why(exc)}); check the path"
+            ) from None
         if stat.S_ISDIR(info.st_mode):
-            self._walk(arg)
+            self._directory(arg)
         elif stat.S_ISREG(info.st_mode):
             before = len(self.inputs.sources)
             self._explicit(arg, arg, os.path.abspath(arg), info.st_size)
             self._warn_if_secret(arg, before)
         else:
             raise UsageError(
-                f"{arg}: a {_file_type(info.st_mode)}, not a regular file or directory; "
+                f"{arg}: a {rejections.file_type(info.st_mode)}, not a regular file or directory; "
                 "give a file, a directory, or '-' for piped input"
             )
 
     def _explicit(self, name: str, display: str, path: str, size: int, **kw: bool) -> None:
         try:
             self._file(name, display, path, size, rel="", explicit=True, **kw)
-        except _Rejected as rejected:
+        except Rejected as rejected:
             raise UsageError(f"{display}: {rejected.message}") from None
 
     def _warn_if_secret(self, arg: str, before: int) -> None:
@@ -213,7 +167,7 @@ class _Resolver:
     ) -> None:
         if size == 0:
             if explicit:
-                raise _Rejected("empty", "", "the file is empty; there is nothing to ask about")
+                raise rejections.empty("the file is empty; there is nothing to ask about")
             # Inside a folder an empty file is still a file (git tracks it; `__init__.py` says
             # something about a package): it loads as "".
             self.inputs.sources.append(Source(name=name, path=path, size=0, display=display))
@@ -235,7 +189,7 @@ class _Resolver:
                 handle.seek(0)
                 result = scan(handle)
         except OSError as exc:
-            raise _unreadable(exc) from None
+            raise rejections.unreadable(exc) from None
         self._add(
             Source(
                 name=name,
@@ -253,10 +207,10 @@ class _Resolver:
     def _text_encoding(self, head: bytes, size: int, explicit: bool) -> TextEncoding:
         cap = self.options.max_file_bytes
         if not explicit and size > cap:
-            raise _too_large(size, cap)
+            raise rejections.too_large(size, cap)
         encoding = sniff_text(head)
         if encoding is None:
-            raise _binary("")
+            raise rejections.binary("")
         return encoding
 
     def _compressed(
@@ -265,282 +219,65 @@ class _Resolver:
         cap = None if explicit else self.options.max_file_bytes
         room = self.memory_limit - self.total
         limit = room if cap is None else min(cap, room)
-        with _reading_packed(kind):
+        with rejections.reading_packed(kind):
             raw, stream = archives.open_compressed(path, kind)
             with raw, stream:
                 result = scan(stream, limit=limit, samples=COMPRESSED_SAMPLES)
         if result.encoding is None:
-            raise _binary(f"{kind}-compressed ")
+            raise rejections.binary(f"{kind}-compressed ")
         if result.stopped:
             if cap is not None and result.size > cap:
-                raise _too_large(result.size, cap, "decompressed, ")
+                raise rejections.too_large(result.size, cap, "decompressed, ")
             self._reserve(result.size, display)  # raises: over the memory limit
         if result.size <= result.encoding.bom and explicit:
-            raise _Rejected("empty", "", f"the file decompresses to no text ({kind})")
+            raise rejections.empty(f"the file decompresses to no text ({kind})")
         self._add_unpacked(result, name, path, display, compression=kind)
 
-    # ----- archives -----
+    # ----- containers -----
+
+    def _directory(self, arg: str) -> None:
+        self.containers += 1
+        listing = walk(arg, self.filters)
+        before_sources, before_skips = len(self.inputs.sources), len(self.inputs.skipped)
+        self.inputs.skipped.extend(listing.skipped)
+        for rel, path, size in listing.files:
+            shown = os.path.join(arg, rel)
+            try:
+                self._file(rel, shown, os.path.abspath(path), size, rel=rel, explicit=False)
+            except Rejected as rejected:
+                self._skip(Skip(shown, rejected.reason, rejected.detail))
+        loaded = self.inputs.sources[before_sources:]
+        if not loaded:
+            skipped = self.inputs.skipped[before_skips:]
+            raise UsageError(rejections.nothing_loaded(arg, "directory", listing.entries, skipped))
+        if not any(source.size for source in loaded):
+            raise UsageError(f"{arg}: every file in the directory is empty; nothing to ask about")
 
     def _archive(
         self, name: str, display: str, path: str, kind: ArchiveKind, *, rel: str, explicit: bool
     ) -> None:
         self.containers += 1
-        before_sources, before_skips = len(self.inputs.sources), len(self.inputs.skipped)
-        with _reading_packed(kind):
-            candidates, rules, members = (
-                self._zip_members(path, display, rel)
-                if kind == "zip"
-                else self._tar_members(path, display, rel)
-            )
-        shown_folders: set[str] = set()
-        for candidate in sorted(candidates, key=lambda c: c.member.name):
-            member = candidate.member
-            shown = f"{display}/{member.name}"
-            reason = rules.check_with_parents(member.name, False)
-            if reason is not None:
-                folder, why = reason
-                if folder is None:
-                    self._skip(Skip(shown, "ignored", why))
-                elif folder not in shown_folders:
-                    shown_folders.add(folder)
-                    self._skip(Skip(f"{display}/{folder}/", "ignored", why, folder=True))
-                continue
-            if candidate.rejected is not None:
-                self._skip(Skip(shown, candidate.rejected.reason, candidate.rejected.detail))
-                continue
-            assert candidate.result is not None
+        with rejections.reading_packed(kind):
+            expanded = self.members.expand(path, display, kind, root=rel)
+        self.inputs.skipped.extend(expanded.skipped)
+        for member, result in expanded.loadable:
             self._add_unpacked(
-                candidate.result,
+                result,
                 f"{name}/{member.name}",
                 path,
-                shown,
+                f"{display}/{member.name}",
                 archive=kind,
                 member=member.stored,
             )
-        if len(self.inputs.sources) == before_sources:
-            skipped = self.inputs.skipped[before_skips:]
+        if not expanded.loadable:
             if explicit:
-                raise UsageError(_nothing_loaded(display, "archive", members, skipped))
-            if not members:
-                self._skip(Skip(display, "empty", "an archive with no files"))
-
-    def _member_name_check(
-        self, member: archives.Member, rel: str, display: str, folders: set[str]
-    ) -> bool:
-        """Apply the checks that need only the member's name; record a skip and return False
-        when it fails one. (Ignore files are applied later, once all of them are known.)"""
-        shown = f"{display}/{member.name}"
-        if member.kind == "dir":
-            return False
-        if member.kind != "file":
-            reason, detail = {
-                "unsafe": ("unsafe path", "its path points outside the archive"),
-                "link": ("link in archive", "links are not followed"),
-                "special": ("not a regular file", "a device or FIFO entry"),
-                "encrypted": ("encrypted", "password-protected"),
-                "duplicate": ("duplicate name", "an earlier member has the same path"),
-            }[member.kind]
-            self._skip(Skip(shown, reason, detail))
-            return False
-        parts = member.name.split("/")
-        vcs = next((i for i, part in enumerate(parts) if part in VCS_NAMES), None)
-        if vcs is not None:
-            folder = "/".join(parts[: vcs + 1])
-            key = f"{display}/{folder}" + ("/" if vcs < len(parts) - 1 else "")
-            if key not in folders:  # one skip for a whole .git/, not one per object in it
-                folders.add(key)
-                self._skip(Skip(key, "version control", folder=vcs < len(parts) - 1))
-            return False
-        full = f"{rel}/{member.name}" if rel else member.name
-        full_parts = full.split("/")
-        for depth in range(1, len(full_parts) + 1):
-            is_dir = depth < len(full_parts)
-            why = self.filters.excluded("/".join(full_parts[:depth]), is_dir)
-            if why:
-                self._skip(Skip(shown, "excluded", why))
-                return False
-        why = self.filters.not_included(full)
-        if why:
-            self._skip(Skip(shown, "not included", why))
-            return False
-        kind = self.filters.secret(full, full)
-        if kind:
-            self._skip(Skip(shown, "secret", f"{kind}; --include it by name to load it"))
-            return False
-        return True
-
-    def _member_samples(self, size: int) -> int:
-        if self.sample_budget <= 0:
-            return 0
-        count = max(1, min(size // (64 << 10), 64))
-        self.sample_budget -= 2 * count * tokens.SAMPLE_BYTES  # scan keeps up to twice as many
-        return count
-
-    def _scan_member(self, member: archives.Member, stream: IO[bytes]) -> _Candidate:
-        cap = self.options.max_file_bytes
-        if member.size > cap:
-            return _Candidate(member, None, _too_large(member.size, cap))
-        if archive_of(member.name) is not None:
-            return _Candidate(member, None, _nested())
-        whole = member.size <= MEMBER_WHOLE and self.sample_budget >= member.size
-        if whole:
-            data = stream.read()
-            self.sample_budget -= len(data)
-            result = scan(io.BytesIO(data))
-            if result.encoding is not None:
-                result = replace(result, samples=(data,))
-        else:
-            samples = self._member_samples(member.size)
-            result = scan(cast(Readable, stream), samples=samples)
-        if compression_of(result.head) is not None:
-            return _Candidate(member, None, _nested())
-        if result.encoding is None:
-            return _Candidate(member, None, _binary(""))
-        return _Candidate(member, result, None)
-
-    def _zip_members(
-        self, path: str, display: str, rel: str
-    ) -> tuple[list[_Candidate], _ArchiveRules, list[archives.Member]]:
-        import zipfile
-
-        members = archives.list_zip(path)
-        rules = _ArchiveRules()
-        candidates = []
-        folders: set[str] = set()
-        with zipfile.ZipFile(path) as archive:
-            for member in members:
-                if (
-                    member.kind == "file"
-                    and posixpath.basename(member.name) in IGNORE_FILES
-                    and member.size <= IGNORE_FILE_LIMIT
-                ):
-                    data = archive.read(member.stored)
-                    rules.add(member.name, f"{display}/{member.name}", _lines(data))
-            for member in members:
-                if self._member_name_check(member, rel, display, folders):
-                    with archive.open(member.stored) as stream:
-                        candidates.append(self._scan_member(member, stream))
-        return candidates, rules, [m for m in members if m.kind != "dir"]
-
-    def _tar_members(
-        self, path: str, display: str, rel: str
-    ) -> tuple[list[_Candidate], _ArchiveRules, list[archives.Member]]:
-        rules = _ArchiveRules()
-        candidates = []
-        members = []
-        folders: set[str] = set()
-        for member, stream in archives.iter_tar(path):
-            if member.kind == "dir":
-                continue
-            members.append(member)
-            if not self._member_name_check(member, rel, display, folders) or stream is None:
-                continue
-            if posixpath.basename(member.name) in IGNORE_FILES and member.size <= IGNORE_FILE_LIMIT:
-                data = stream.read()
-                rules.add(member.name, f"{display}/{member.name}", _lines(data))
-                candidates.append(self._scan_member(member, io.BytesIO(data)))
-            else:
-                candidates.append(self._scan_member(member, stream))
-        return candidates, rules, members
-
-    # ----- directories -----
-
-    def _walk(self, arg: str) -> None:
-        self.containers += 1
-        root = os.path.abspath(arg)
-        rules = IgnoreRules()
-        rules.load_outer(root)
-        before_sources, before_skips = len(self.inputs.sources), len(self.inputs.skipped)
-        found: list[tuple[str, str, int]] = []
-        entries = 0
-        root_info = os.stat(root)
-        visited = {(root_info.st_dev, root_info.st_ino)}
-        stack = [("", root)]
-        while stack:
-            rel_dir, dir_path = stack.pop()
-            try:
-                with os.scandir(dir_path) as listing:
-                    children = sorted(listing, key=lambda entry: entry.name)
-            except OSError as exc:
-                if not rel_dir:
-                    raise UsageError(
-                        f"{arg}: cannot list the directory ({_why(exc)}); check its permissions"
-                    ) from None
-                self._skip(
-                    Skip(os.path.join(arg, rel_dir) + "/", "unreadable", _why(exc), folder=True)
+                raise UsageError(
+                    rejections.nothing_loaded(
+                        display, "archive", expanded.entries, expanded.skipped
+                    )
                 )
-                continue
-            for filename in IGNORE_FILES:
-                if any(child.name == filename for child in children):
-                    ignore_path = os.path.join(dir_path, filename)
-                    label = os.path.join(arg, rel_dir, filename)
-                    rules.add(rel_dir, label, read_ignore_file(ignore_path))
-            subdirs = []
-            for child in children:
-                entries += 1
-                rel = f"{rel_dir}/{child.name}" if rel_dir else child.name
-                shown = os.path.join(arg, rel)
-                try:
-                    info = child.stat()  # follows symlinks
-                except OSError as exc:
-                    loop = exc.errno == errno.ELOOP
-                    reason = "symlink loop" if loop else "unreadable"
-                    detail = "the link leads back to itself" if loop else _why(exc)
-                    if not loop and child.is_symlink():
-                        detail = "a broken symbolic link"
-                    self._skip(Skip(shown, reason, detail))
-                    continue
-                is_dir = stat.S_ISDIR(info.st_mode)
-                why = self._name_check(child.name, rel, child.path, is_dir, rules)
-                if why is not None:
-                    self._skip(Skip(shown + ("/" if is_dir else ""), *why, folder=is_dir))
-                elif is_dir:
-                    key = (info.st_dev, info.st_ino)
-                    if key in visited:
-                        detail = "a symbolic link to a folder already read"
-                        self._skip(Skip(shown + "/", "symlink loop", detail, folder=True))
-                    else:
-                        visited.add(key)
-                        subdirs.append((rel, child.path))
-                elif not stat.S_ISREG(info.st_mode):
-                    detail = f"a {_file_type(info.st_mode)}"
-                    self._skip(Skip(shown, "not a regular file", detail))
-                else:
-                    found.append((rel, child.path, info.st_size))
-            stack.extend(reversed(subdirs))
-        for rel, path, size in sorted(found):
-            shown = os.path.join(arg, rel)
-            try:
-                self._file(rel, shown, os.path.abspath(path), size, rel=rel, explicit=False)
-            except _Rejected as rejected:
-                self._skip(Skip(shown, rejected.reason, rejected.detail))
-        loaded = self.inputs.sources[before_sources:]
-        if not loaded:
-            skipped = self.inputs.skipped[before_skips:]
-            raise UsageError(_nothing_loaded(arg, "directory", range(entries), skipped))
-        if not any(source.size for source in loaded):
-            raise UsageError(f"{arg}: every file in the directory is empty; nothing to ask about")
-
-    def _name_check(
-        self, name: str, rel: str, path: str, is_dir: bool, rules: IgnoreRules
-    ) -> tuple[str, str] | None:
-        if name in VCS_NAMES:
-            return "version control", ""
-        why = rules.check(rel, is_dir)
-        if why:
-            return "ignored", why
-        why = self.filters.excluded(rel, is_dir)
-        if why:
-            return "excluded", why
-        if not is_dir:
-            why = self.filters.not_included(rel)
-            if why:
-                return "not included", why
-            # By the path on disk, so that walking ~/.aws itself still finds .aws/credentials.
-            kind = self.filters.secret(rel, path.replace(os.sep, "/"))
-            if kind:
-                return "secret", f"{kind}; name it, or --include it by name, to load it"
-        return None
+            if not expanded.entries:
+                self._skip(Skip(display, "empty", "an archive with no files"))
 
     # ----- bookkeeping -----
 
@@ -594,115 +331,6 @@ class _Resolver:
                 "narrow them with --include/--exclude globs (or raise max_memory_share)"
             )
         self.total += size
-
-
-class _ArchiveRules:
-    """Ignore files found inside an archive, applied to its members by their paths."""
-
-    def __init__(self) -> None:
-        self.rules = IgnoreRules()
-
-    def add(self, ignore_file: str, label: str, lines: list[str]) -> None:
-        self.rules.add(posixpath.dirname(ignore_file), label, lines)
-
-    def check_with_parents(self, path: str, is_dir: bool) -> tuple[str | None, str] | None:
-        """(ignored folder or None, why) when `path` or a folder above it is ignored."""
-        parts = path.split("/")
-        for depth in range(1, len(parts)):
-            folder = "/".join(parts[:depth])
-            why = self.rules.check(folder, True)
-            if why:
-                return folder, why
-        why = self.rules.check(path, is_dir)
-        return (None, why) if why else None
-
-
-def _lines(data: bytes) -> list[str]:
-    return data.decode("utf-8", "replace").splitlines()
-
-
-def _nothing_loaded(path: str, what: str, entries: Iterable[object], skipped: list[Skip]) -> str:
-    if not any(True for _ in entries):
-        return f"{path}: the {what} is empty; give one with text files in it"
-    counts: dict[str, int] = {}
-    for skip in skipped:
-        counts[skip.reason] = counts.get(skip.reason, 0) + 1
-    reasons = ", ".join(f"{n} {reason}" for reason, n in counts.items())
-    return (
-        f"{path}: every entry of the {what} was skipped ({reasons}); "
-        f"run `rlm inspect {path}` to see why, or adjust --include/--exclude"
-    )
-
-
-def _binary(what: str) -> _Rejected:
-    return _Rejected(
-        "binary",
-        f"{what}data with a NUL byte in its first 8 KB",
-        f"{what}binary data (a NUL byte in its first 8 KB); rlm reads text, plain or in "
-        ".gz/.bz2/.xz/.zip/.tar files",
-    )
-
-
-def _nested() -> _Rejected:
-    return _Rejected(
-        "nested archive",
-        "archives inside archives are not expanded",
-        "an archive inside an archive; extract it first",
-    )
-
-
-def _too_large(size: int, cap: int, what: str = "") -> _Rejected:
-    detail = f"{what}{format_bytes(size)}, over the {format_bytes(cap)} limit per file"
-    return _Rejected(
-        "too large", detail, f"{detail}; raise it with --max-file-size or name the file itself"
-    )
-
-
-@contextlib.contextmanager
-def _reading_packed(kind: str) -> Iterator[None]:
-    """Errors reading a compressed file or an archive as the rejections users see: a damaged
-    stream is corrupt, anything else the system refused is unreadable."""
-    try:
-        yield
-    except OSError as exc:
-        if isinstance(exc, archives.DECOMPRESS_ERRORS) or exc.errno is None:
-            raise _corrupt(kind, exc) from None
-        raise _unreadable(exc) from None
-    except archives.DECOMPRESS_ERRORS as exc:
-        raise _corrupt(kind, exc) from None
-
-
-def _corrupt(kind: str, exc: BaseException) -> _Rejected:
-    why = str(exc) or type(exc).__name__
-    return _Rejected(
-        "corrupt", f"not valid {kind} data", f"not valid {kind} data ({why}); check the file"
-    )
-
-
-def _unreadable(exc: OSError) -> _Rejected:
-    if isinstance(exc, PermissionError):
-        return _Rejected(
-            "unreadable", "permission denied", "permission denied; check the file's permissions"
-        )
-    return _Rejected("unreadable", _why(exc), f"cannot read the file ({_why(exc)})")
-
-
-def _why(exc: OSError) -> str:
-    return exc.strerror or str(exc) or type(exc).__name__
-
-
-def _file_type(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "FIFO (named pipe)"
-    if stat.S_ISCHR(mode):
-        return "character device"
-    if stat.S_ISBLK(mode):
-        return "block device"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    if stat.S_ISDIR(mode):
-        return "directory"
-    return "special file"
 
 
 def _check_unique_names(sources: list[Source]) -> None:
