@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
+from rlm_cli.format import format_bytes
 from rlm_cli.runmodel.document import Doc
 from rlm_cli.trace.highlight import highlight_python
 from rlm_cli.trace.markup import (
@@ -89,7 +90,7 @@ class Page:
         )
         input_line = (
             f"{plural(int(inputs.get('files', 0) or 0), 'input')} · "
-            f"{tokens(inputs.get('bytes'))} bytes · ~{tokens(inputs.get('estimated_tokens'))} "
+            f"{format_bytes(int(inputs.get('bytes') or 0))} · ~{tokens(inputs.get('estimated_tokens'))} "
             f"tokens{' · ' + shown if shown else ''}"
             if inputs
             else "none recorded"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from rlm_cli.format import first_line, format_seconds, format_usd
+
 
 def encodable(text: str, errors: str) -> str:
     """`text` as it can be written in UTF-8: a lone surrogate (from a name that was not valid
@@ -22,23 +24,20 @@ def escape(value: Any) -> str:
 
 
 def tokens(count: Any) -> str:
+    """An exact count (`12,345`): the tables are where the exact figures are read."""
     return f"{int(count or 0):,}"
 
 
 def cost(usd: Any) -> str:
     if usd is None:
         return "unknown"
-    if 0 < usd < 0.0001:
+    if 0 < usd < 0.0001:  # a cheap call is not free: never shown as $0.0000
         return "<$0.0001"
-    return f"${usd:.4f}"
+    return format_usd(usd)
 
 
 def secs(seconds: Any) -> str:
-    if seconds is None:
-        return "—"
-    if seconds < 10:
-        return f"{seconds:.2f} s"
-    return f"{seconds:.1f} s"
+    return "—" if seconds is None else format_seconds(seconds)
 
 
 def plural(count: int, word: str) -> str:
@@ -46,12 +45,8 @@ def plural(count: int, word: str) -> str:
 
 
 def preview(text: Any, width: int = 100) -> str:
-    """The first non-blank line, cut to `width` characters."""
-    for line in str(text or "").splitlines():
-        line = line.strip()
-        if line:
-            return line if len(line) <= width else line[: width - 1] + "…"
-    return ""
+    """The first non-blank line, cut to `width` characters (escaped where it is written)."""
+    return first_line(str(text or ""), width)
 
 
 def prompt_text(prompt: Any) -> str:

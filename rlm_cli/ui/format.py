@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rlm_cli.format import first_line as _first_line
 from rlm_cli.format import format_tokens
 from rlm_cli.ui.safe import terminal_safe
 
@@ -14,11 +15,7 @@ def first_line(text: str, width: int = 80) -> str:
     """The first non-blank line, cut to `width`. Made terminal-safe before it is cut, so a cut
     never leaves half an escape sequence, sequences do not use up the width, and a lone CR or
     form feed is shown (`^M`) rather than taken as a line break."""
-    for line in terminal_safe(text).splitlines():
-        line = line.strip()
-        if line:
-            return line if len(line) <= width else line[: width - 1] + "…"
-    return ""
+    return _first_line(terminal_safe(text), width)
 
 
 def format_usage(usage: dict[str, Any]) -> str:
