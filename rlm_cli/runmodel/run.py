@@ -385,7 +385,8 @@ class Run:
             return
         clean = self.retention.clean
         failed = event.error is not None
-        call.model = clean(event.model)
+        if event.model != call.model:  # the model that answered, when it is not the one asked
+            call.model = clean(event.model)
         call.reply, call.usage = self._kept(event.reply), event.usage
         call.error = None if event.error is None else clean(event.error)
         call.elapsed_s, call.finished_at = event.elapsed_s, event.ts
