@@ -258,11 +258,16 @@ def test_installed_package_and_python_cannot_be_written(arena: Arena) -> None:
             ]
         ]
     finally:
+        # Only what changed is put back: the user running the suite may not own the package
+        # (an unprivileged user testing root's install), and may then not chmod it.
         for path, (data, st) in saved.items():
             if path.read_bytes() != data:
                 path.write_bytes(data)
-            os.chmod(path, st.st_mode & 0o7777)
-            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+            now = path.stat()
+            if now.st_mode != st.st_mode:
+                os.chmod(path, st.st_mode & 0o7777)
+            if now.st_mtime_ns != st.st_mtime_ns:
+                os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
         for path in [
             *package.glob(f"*{arena.mark}*"),
             *site_packages.glob(f"*{arena.mark}*"),
