@@ -15,6 +15,7 @@ from rlm_cli.sandbox.worker.protocol import (
     QueryFrame,
     ReadyFrame,
     ResultFrame,
+    layer,
 )
 
 # Prompts in one query frame (the worker sends more as several frames), and characters of the
@@ -125,10 +126,9 @@ def layers(report: Any) -> dict[str, Layer]:
     for name in LAYERS:
         entry = report.get(name)
         if isinstance(entry, dict) and isinstance(entry.get("detail"), str):
-            active = entry.get("active") is True
-            checked[name] = {"active": active, "detail": entry["detail"][:SHORT]}
+            checked[name] = layer(entry.get("active") is True, entry["detail"][:SHORT])
         else:
-            checked[name] = {"active": False, "detail": "not reported"}
+            checked[name] = layer(False, "not reported")
     return checked
 
 

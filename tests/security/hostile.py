@@ -13,6 +13,11 @@ the failure message only: a sandboxed cell could lie.
 on purpose *not* under /tmp, whose private copy in the sandbox would hide it for free - the
 canaries must be reachable by path so that the file-access layer (Landlock) is what is tested.
 
+To check the layers for an ordinary user too, run the suite as one, with a Python and the
+dependencies that user can read (root's pyenv under /root is not), e.g.
+`setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=<a dir of theirs>
+PYTHONPATH=<the checkout> <venv>/bin/python -m pytest -p no:cacheprovider tests/security`.
+
 The arena holds no real secret: every secret is a fresh uuid the test scans for afterwards.
 """
 
