@@ -1,8 +1,10 @@
 """The tree view: a run drawn as a Rich tree, live on a terminal or from a trace.
 
-`render(run, ...)` is a pure function of the `RunTree` model; `LiveTreeView` is the event
-subscriber that keeps a model up to date and lets Rich's refresh thread redraw it about ten times
-a second, so drawing never waits on the run and the run never waits on drawing.
+`render(run, ...)` is a pure function of the run model (`rlm_cli.runmodel.Run`, folded by
+`ui.model.RunTree` or `trace.reader.fold_trace`); `LiveTreeView` is the event subscriber that keeps
+a model up to date and lets Rich's refresh thread redraw it about ten times a second, so drawing
+never waits on the run and the run never waits on drawing. The top run's input summary line is
+printed once above the live region, so it stays in the scrollback.
 
 Run text reaches this module already made safe by the model (`terminal_safe`); what it formats
 itself from the run's ids and dicts is made safe here. All of it is drawn as `Text`, never parsed
@@ -109,7 +111,7 @@ def _header(run: Run) -> RenderableType:
     tokens = f"~{format_tokens(int(inputs.get('estimated_tokens', 0)))} tokens"
     grid.add_row("inputs", Text(terminal_safe(files + tokens)))
     grid.add_row("models", Text(f"root {run.root_model} · worker {run.sub_model}"))
-    if run.sandbox:  # traces from before the sandbox have none
+    if run.sandbox:  # hand-made events may report none
         line = sandbox_line(run.sandbox)
         weak = run.sandbox.get("mode") == "none" or "WEAKER" in line
         style = "bold red" if weak else ""
