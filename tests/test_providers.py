@@ -254,9 +254,9 @@ def test_local_preset_needs_a_model_name() -> None:
 
 
 def test_sub_calls_follow_the_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rlm_cli.providers.sdk import _proxy_for
+    from rlm_cli.providers.connection import proxy_for
 
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
-    assert _proxy_for("https://api.example.com/v1") == "http://proxy.internal:3128"
-    assert _proxy_for("http://127.0.0.1:8000/v1") is None
+    assert proxy_for("https://api.example.com/v1") == "http://proxy.internal:3128"
+    assert proxy_for("http://127.0.0.1:8000/v1") is None

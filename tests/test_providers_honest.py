@@ -18,11 +18,12 @@ from conftest import read_trace, repl, run_rlm
 
 from rlm_cli.bench.fake_llm import FakeLLM
 from rlm_cli.errors import ProviderError
-from rlm_cli.providers import sdk
+from rlm_cli.providers import connection
 from rlm_cli.providers.base import Message, ModelRequest
 from rlm_cli.providers.catalog import Catalog
+from rlm_cli.providers.connection import Connection
+from rlm_cli.providers.errors import from_status
 from rlm_cli.providers.openai_provider import OpenAIProvider
-from rlm_cli.providers.sdk import Connection, from_status
 
 # One sub-call, then its reply as the answer.
 ONE_SUBCALL = [repl("r = llm_query('say hi')\nprint(r)"), repl("FINAL_VAR('r')")]
@@ -248,8 +249,9 @@ def test_openai_itself_keeps_max_completion_tokens_and_others_get_max_tokens(
     for name in ("openai", "openrouter"):
         body = _sent_body(name)
         assert body.get("max_tokens") == 40 and "max_completion_tokens" not in body
-    monkeypatch.setattr(sdk, "OPENAI_HOST", "127.0.0.1")  # the loopback server in OpenAI's place
-    body = _sent_body()
+    with monkeypatch.context() as patch:  # the loopback server in OpenAI's place
+        patch.setattr(connection, "OPENAI_HOST", "127.0.0.1")
+        body = _sent_body()
     assert body.get("max_completion_tokens") == 40 and "max_tokens" not in body
     # No base URL at all is OpenAI's default endpoint (nothing is sent to find out).
     request = ModelRequest(model="m", messages=(Message("user", "hi"),), purpose="sub")

@@ -10,9 +10,10 @@ import pytest
 
 from rlm_cli.providers.anthropic_provider import AnthropicProvider
 from rlm_cli.providers.catalog import Catalog
+from rlm_cli.providers.connection import Connection
 from rlm_cli.providers.openai_provider import OpenAIProvider
 from rlm_cli.providers.scripted import ScriptedProvider
-from rlm_cli.providers.sdk import Connection, SDKProvider
+from rlm_cli.providers.sdk import SDKProvider
 
 SECRET = "sk-identity-secret-123456"
 SDK_CLASSES: list[type[SDKProvider]] = [OpenAIProvider, AnthropicProvider]
@@ -77,7 +78,7 @@ def test_no_base_url_is_the_endpoint_the_sdk_itself_would_use(
 ) -> None:
     # The SDK's own resolution, read off its client: if an SDK upgrade moves its default or
     # its variable, the identity (and the URL handed to the SDK) must follow.
-    _sdk, client = cls(_conn(None))._make_client()  # base_url resolved: ours, handed over
+    client = cls(_conn(None))._make_client().client  # base_url resolved: ours, handed over
     ours = cls(_conn(None)).cache_identity()["base_url"]
     assert str(client.base_url).rstrip("/") == ours == cls.default_base_url
     client_class = type(client)

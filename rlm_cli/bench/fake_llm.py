@@ -3,7 +3,8 @@ formats (JSON and SSE streaming), so the real SDKs can be tested without the net
 
 Requests with a system prompt are root calls and get the next reply from `root`; the others are
 sub-calls, answered by `sub(prompt)`. `faults` are consumed first, one per matching request.
-Every successful request's usage is recorded in `reported`, to compare with rlm's totals.
+Every successful request's usage is recorded in `reported`, to compare with rlm's totals, and
+every request in `requests` (method, path, JSON body, headers with lower-case names).
 
 Options make it behave like particular real servers (all off by default):
 - `models`: serve only these model names; others get the 404 OpenAI and vLLM send.
@@ -158,7 +159,8 @@ async def _serve(fake: FakeLLM, reader: asyncio.StreamReader, writer: asyncio.St
                     name, value = line.split(":", 1)
                     headers[name.strip().lower()] = value.strip()
             body = await reader.readexactly(int(headers.get("content-length", 0)))
-            response = await _respond(fake, request_line.split(" ")[1], headers, body)
+            method, path = request_line.split(" ")[:2]
+            response = await _respond(fake, method, path, headers, body)
             if response.events is None:
                 _write_head(
                     writer,
@@ -215,16 +217,18 @@ def _write_head(
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
 
 
-async def _respond(fake: FakeLLM, path: str, headers: dict[str, str], raw: bytes) -> _Response:
+async def _respond(
+    fake: FakeLLM, method: str, path: str, headers: dict[str, str], raw: bytes
+) -> _Response:
     fake.arrived()
     if fake.paths is not None and path not in fake.paths:
-        fake.requests.append({"path": path, "body": None, "headers": headers})
+        fake.requests.append({"method": method, "path": path, "body": None, "headers": headers})
         # llama.cpp's words for a route it does not have.
         body = {"error": {"code": 404, "message": "File Not Found", "type": "not_found_error"}}
         return _Response(404, json.dumps(body).encode())
     body = json.loads(raw)
     anthropic = path.endswith("/messages")
-    fake.requests.append({"path": path, "body": body, "headers": headers})
+    fake.requests.append({"method": method, "path": path, "body": body, "headers": headers})
     # Anthropic SDKs send x-api-key (1.x) or a bearer token (2.x).
     key = headers.get("x-api-key") or headers.get("authorization", "")
     if key not in (fake.api_key, f"Bearer {fake.api_key}"):

@@ -1,14 +1,64 @@
-"""Model providers. Vendor SDKs are imported lazily, inside the provider that needs them."""
+"""Model providers. Vendor SDKs are imported lazily, inside the provider that needs them, and
+so are the provider modules: a kind's module is imported when a provider of that kind is made."""
 
 from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import cast
 
 from rlm_cli.config import DEFAULT_MODELS, DEFAULT_SUB_MODELS, Settings
 from rlm_cli.errors import ConfigError
 from rlm_cli.providers.base import Completion, Message, ModelRequest, Provider, Usage
-from rlm_cli.providers.catalog import Catalog, provider_info
-from rlm_cli.providers.sdk import Connection, resolve_key
+from rlm_cli.providers.catalog import Catalog, preset_names, provider_info
+from rlm_cli.providers.connection import Connection, resolve_key
 
-__all__ = ["Completion", "Message", "ModelRequest", "Provider", "Usage", "make_providers"]
+__all__ = [
+    "KINDS",
+    "Completion",
+    "Message",
+    "ModelRequest",
+    "Provider",
+    "Usage",
+    "make_providers",
+    "preset_names",
+]
+
+# Makes the provider of one kind from its connection and the run's settings.
+ProviderFactory = Callable[[Connection, Settings], Provider]
+
+
+def _sdk_kind(module: str, class_name: str) -> ProviderFactory:
+    """The factory of an SDK provider class, `class_name` in `module`, which takes a Connection:
+    the module is imported on the first provider made (`rlm --help` imports none of them)."""
+
+    def make(conn: Connection, settings: Settings) -> Provider:
+        cls = cast(
+            "Callable[[Connection], Provider]", getattr(importlib.import_module(module), class_name)
+        )
+        return cls(conn)
+
+    return make
+
+
+def _scripted(conn: Connection, settings: Settings) -> Provider:
+    from rlm_cli.providers.scripted import ScriptedProvider
+
+    if not settings.script:
+        raise ConfigError(
+            "setting script: the scripted provider needs --script FILE "
+            "(see README: 'The scripted provider')"
+        )
+    return ScriptedProvider.from_file(settings.script)
+
+
+# The kinds of provider, by the `kind` the catalog's presets name. A new SDK kind is one module
+# (an SDKProvider subclass) and one line here.
+KINDS: dict[str, ProviderFactory] = {
+    "openai": _sdk_kind("rlm_cli.providers.openai_provider", "OpenAIProvider"),
+    "anthropic": _sdk_kind("rlm_cli.providers.anthropic_provider", "AnthropicProvider"),
+    "scripted": _scripted,
+}
 
 
 def make_providers(settings: Settings, catalog: Catalog | None = None) -> tuple[Provider, Provider]:
@@ -61,15 +111,11 @@ def _make(
     name: str, base_url: str | None, key_env: str | None, settings: Settings, catalog: Catalog
 ) -> Provider:
     info = provider_info(name)
-    if info.kind == "scripted":
-        from rlm_cli.providers.scripted import ScriptedProvider
-
-        if not settings.script:
-            raise ConfigError(
-                "setting script: the scripted provider needs --script FILE "
-                "(see README: 'The scripted provider')"
-            )
-        return ScriptedProvider.from_file(settings.script)
+    factory = KINDS.get(info.kind)
+    if factory is None:  # a preset in catalog.yaml naming a kind no module serves
+        raise ConfigError(
+            f"provider {name!r}: unknown kind {info.kind!r} (one of {', '.join(KINDS)})"
+        )
     key_env = key_env or info.key_env
     conn = Connection(
         name=name,
@@ -86,10 +132,4 @@ def _make(
         concurrency=concurrency(info.concurrency, settings),
         kind=info.kind,
     )
-    if info.kind == "anthropic":
-        from rlm_cli.providers.anthropic_provider import AnthropicProvider
-
-        return AnthropicProvider(conn)
-    from rlm_cli.providers.openai_provider import OpenAIProvider
-
-    return OpenAIProvider(conn)
+    return factory(conn, settings)

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-from types import ModuleType
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rlm_cli.errors import RetryableError
 from rlm_cli.providers.base import Completion, ModelRequest, TextCallback, Usage
-from rlm_cli.providers.sdk import SDKProvider
+from rlm_cli.providers.errors import SDKErrors
+from rlm_cli.providers.sdk import SDKClient, SDKProvider
 
 # Extended-thinking budgets for --reasoning-effort.
 THINKING_BUDGET = {"low": 2_048, "medium": 8_192, "high": 24_576}
 # Anthropic requires max_tokens; a root turn is one code cell, so this is plenty by default.
 DEFAULT_MAX_TOKENS = 8_192
 CACHE = {"type": "ephemeral"}
+# Parameters the API reads that the SDK's messages.create no longer declares (anthropic 2.15
+# raises TypeError on `temperature`): sent in the body as they are, as the lean path sends them.
+BODY_ONLY = ("temperature",)
 
 
 class AnthropicProvider(SDKProvider):
@@ -22,10 +26,17 @@ class AnthropicProvider(SDKProvider):
     default_base_url = "https://api.anthropic.com"
     base_url_env = "ANTHROPIC_BASE_URL"
 
-    def _make_client(self) -> tuple[ModuleType, Any]:
+    def _make_client(self) -> SDKClient:
         import anthropic
 
-        return anthropic, anthropic.AsyncAnthropic(**self._client_options())
+        client = anthropic.AsyncAnthropic(**self._client_options())
+        return SDKClient(client, SDKErrors.openai_style(anthropic))
+
+    def _sdk_create(self, client: Any, params: dict[str, Any]) -> Awaitable[Any]:
+        declared = {k: v for k, v in params.items() if k not in BODY_ONLY}
+        extra = {k: v for k, v in params.items() if k in BODY_ONLY}
+        create: Callable[..., Awaitable[Any]] = client.messages.create
+        return create(**declared, extra_body=extra or None)
 
     def _params(self, request: ModelRequest) -> dict[str, Any]:
         conn = self._conn
@@ -79,7 +90,7 @@ class AnthropicProvider(SDKProvider):
             usage = Usage()
             stop = request_id = None
             # `async with`: a stream stopped early (the timeout, a cancelled run) is closed.
-            async with await client.messages.create(**params) as events:
+            async with await self._sdk_create(client, params) as events:
                 async for event in events:
                     if event.type == "message_start":
                         request_id = event.message.id

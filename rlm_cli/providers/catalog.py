@@ -12,12 +12,14 @@ from typing import Any
 import yaml
 
 from rlm_cli.errors import ConfigError
+
+# Re-exported (engine/router.py imports it from here); the one definition is in inputs.
+from rlm_cli.inputs.model import CHARS_PER_TOKEN as CHARS_PER_TOKEN
 from rlm_cli.providers.base import Usage
 
 # Used for models the catalog does not know: small enough for most servers.
 DEFAULT_WINDOW = 32_768
 DEFAULT_MAX_OUTPUT = 4_096
-CHARS_PER_TOKEN = 4
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class ModelFacts:
 @dataclass(frozen=True)
 class ProviderInfo:
     name: str
-    kind: str  # "openai", "anthropic" or "scripted"
+    kind: str  # a key of rlm_cli.providers.KINDS: "openai", "anthropic" or "scripted"
     base_url: str | None
     key_env: str | None
     local: bool
@@ -78,7 +80,8 @@ def _packaged() -> dict[str, Any]:
 
 
 def providers() -> dict[str, ProviderInfo]:
-    table = {
+    """The provider presets of catalog.yaml, by name, in its order."""
+    return {
         name: ProviderInfo(
             name=name,
             kind=spec["kind"],
@@ -89,8 +92,11 @@ def providers() -> dict[str, ProviderInfo]:
         )
         for name, spec in _packaged()["providers"].items()
     }
-    table["scripted"] = ProviderInfo("scripted", "scripted", None, None, True)
-    return table
+
+
+def preset_names() -> list[str]:
+    """The names --provider and --sub-provider take, in catalog order (for help texts)."""
+    return list(providers())
 
 
 def provider_info(name: str) -> ProviderInfo:

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-from types import ModuleType
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rlm_cli.errors import RetryableError
 from rlm_cli.providers.base import Completion, ModelRequest, TextCallback, Usage
-from rlm_cli.providers.sdk import SDKProvider
+from rlm_cli.providers.errors import SDKErrors
+from rlm_cli.providers.sdk import SDKClient, SDKProvider
 
 
 class OpenAIProvider(SDKProvider):
     default_base_url = "https://api.openai.com/v1"
     base_url_env = "OPENAI_BASE_URL"
 
-    def _make_client(self) -> tuple[ModuleType, Any]:
+    def _make_client(self) -> SDKClient:
         import openai
 
-        return openai, openai.AsyncOpenAI(**self._client_options())
+        client = openai.AsyncOpenAI(**self._client_options())
+        return SDKClient(client, SDKErrors.openai_style(openai))
+
+    def _sdk_create(self, client: Any, params: dict[str, Any]) -> Awaitable[Any]:
+        create: Callable[..., Awaitable[Any]] = client.chat.completions.create
+        return create(**params)
 
     def _params(self, request: ModelRequest) -> dict[str, Any]:
         conn = self._conn
@@ -73,7 +79,7 @@ class OpenAIProvider(SDKProvider):
             usage: Usage | None = None
             finish = request_id = None
             # `async with`: a stream stopped early (the timeout, a cancelled run) is closed.
-            async with await client.chat.completions.create(**params) as chunks:
+            async with await self._sdk_create(client, params) as chunks:
                 async for chunk in chunks:
                     request_id = request_id or chunk.id
                     if chunk.usage is not None:

@@ -21,9 +21,8 @@ from typing import Any, ClassVar
 import yaml
 
 from rlm_cli.errors import ConfigError, ProviderError
+from rlm_cli.inputs.model import CHARS_PER_TOKEN
 from rlm_cli.providers.base import Completion, ModelRequest, TextCallback, Usage
-
-CHARS_PER_TOKEN = 4
 
 
 @dataclass(frozen=True)
