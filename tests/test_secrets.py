@@ -19,6 +19,7 @@ import pytest
 from conftest import ask_scripted, read_trace, repl, run_rlm
 
 from rlm_cli.engine.budget import Budget, Limits
+from rlm_cli.engine.caching import CachingProvider
 from rlm_cli.engine.redact import RULES, redact
 from rlm_cli.engine.router import Caller, SubcallRouter
 from rlm_cli.engine.usage import UsageLedger
@@ -345,9 +346,14 @@ def test_every_rule_has_a_test() -> None:
 
 class EchoProvider:
     name = "echo"
+    cacheable = True
+    needs_key = False
 
     def __init__(self) -> None:
         self.prompts: list[str] = []
+
+    def cache_identity(self) -> dict[str, Any]:
+        return {"provider": self.name}
 
     async def complete(self, request: ModelRequest) -> Completion:
         self.prompts.append(request.messages[-1].content)
@@ -372,13 +378,13 @@ class RecordingStore:
 def route(prompts: list[str], *, redact_secrets: bool, kind: str = "llm") -> dict[str, Any]:
     provider, store, bus = EchoProvider(), RecordingStore(), EventBus()
     router = SubcallRouter(
-        provider=provider,  # type: ignore[arg-type]
+        provider=CachingProvider(provider, store),  # type: ignore[arg-type]
         model="echo-model",
         catalog=Catalog(),
         max_concurrency=4,
         bus=bus,
         budget=Budget(Limits(), bus),
-        cache=store,
+        on_fatal=lambda error: None,
         redact_secrets=redact_secrets,
     )
     questions: list[str] = []

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlm_cli.providers.base import Usage
+from rlm_cli.runmodel.tally import add_cost
 
 
 @dataclass
@@ -17,10 +18,7 @@ class ModelTotals:
     def add(self, calls: int, usage: Usage, cost_usd: float | None) -> None:
         self.calls += calls
         self.usage = self.usage + usage
-        # One call of unknown price makes the total unknown: never report it as free.
-        self.cost_usd = (
-            None if self.cost_usd is None or cost_usd is None else self.cost_usd + cost_usd
-        )
+        self.cost_usd = add_cost(self.cost_usd, cost_usd)
 
     def to_json(self) -> dict[str, Any]:
         return {"calls": self.calls, **self.usage.to_json(), "cost_usd": self.cost_usd}
@@ -62,8 +60,10 @@ class UsageLedger:
 
     @property
     def cost_usd(self) -> float | None:
-        costs = [totals.cost_usd for totals in self.by_model.values()]
-        return None if None in costs else sum(c for c in costs if c is not None)
+        cost: float | None = 0.0
+        for totals in self.by_model.values():
+            cost = add_cost(cost, totals.cost_usd)
+        return cost
 
     def to_json(self) -> dict[str, Any]:
         return {
