@@ -53,8 +53,6 @@ def prepare(
     stdin: BinaryIO | None,
     settings: Settings,
     *,
-    include: tuple[str, ...] = (),
-    exclude: tuple[str, ...] = (),
     warn: Callable[[str], None] | None = None,
 ) -> PreparedRun:
     """Resolve `paths` (or `stdin`) for a run of `question` with `settings`, and estimate its
@@ -65,8 +63,8 @@ def prepare(
         if not question.strip():
             raise UsageError("the question is empty; give it as the last argument")
         options = InputOptions(
-            include=include,
-            exclude=exclude,
+            include=settings.include,
+            exclude=settings.exclude,
             max_file_bytes=settings.max_file_size,
             max_memory_share=settings.max_memory_share,
             warn=warn,

@@ -105,10 +105,6 @@ def test_every_flag_of_a_setting_is_an_option_of_ask_of_the_right_kind() -> None
         assert options[flag].multiple == (flag_kind(name) == "repeat"), flag
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rlm ask's options still carry hand-written help; the CLI engineer wires setting_help",
-)
 def test_the_help_of_each_settings_flag_is_its_declared_help() -> None:
     options = _ask_options()
     for name, flag in FLAGS.items():

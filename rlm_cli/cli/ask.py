@@ -16,17 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rlm_cli.cli.common import (
-    ConfigOption,
-    ExcludeOption,
-    IncludeOption,
-    MaxFileSizeOption,
-    MaxMemoryShareOption,
-    PricesOption,
-    parse_size,
-    piped_stdin,
-    warn,
-)
+from rlm_cli.cli.common import ConfigOption, parse_size, piped_stdin, setting_option, warn
+from rlm_cli.config import FLAG_PARAMS, overrides_from_flags
 from rlm_cli.engine.result import RunResult
 from rlm_cli.errors import (
     EXIT_CODES,
@@ -64,148 +55,52 @@ def ask(
             show_default=False,
         ),
     ],
-    provider: Annotated[
-        str | None,
-        typer.Option(
-            help="Root model provider: openai, anthropic, scripted, or a preset "
-            "(ollama, vllm, llamacpp, lmstudio, openrouter, together, groq, deepseek). "
-            "See `rlm providers`. Default: openai."
-        ),
-    ] = None,
-    model: Annotated[str | None, typer.Option(help="Root model name.")] = None,
-    sub_provider: Annotated[
-        str | None, typer.Option(help="Worker model provider (default: the root's).")
-    ] = None,
-    sub_model: Annotated[str | None, typer.Option(help="Worker model for llm_query calls.")] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option(help="API endpoint, e.g. http://localhost:8000/v1 for a local server."),
-    ] = None,
-    sub_base_url: Annotated[
-        str | None, typer.Option(help="API endpoint of the worker provider (default: --base-url).")
-    ] = None,
-    api_key_env: Annotated[
-        str | None,
-        typer.Option(
-            help="Environment variable holding the API key (default: the provider's, e.g. OPENAI_API_KEY)."
-        ),
-    ] = None,
-    sub_api_key_env: Annotated[
-        str | None, typer.Option(help="Environment variable holding the worker provider's key.")
-    ] = None,
-    temperature: Annotated[float | None, typer.Option(help="Sampling temperature (0-2).")] = None,
-    max_output_tokens: Annotated[
-        int | None, typer.Option(help="Most tokens one model reply may have.")
-    ] = None,
-    reasoning_effort: Annotated[
-        str | None,
-        typer.Option(
-            help="low, medium or high: OpenAI reasoning effort, or Anthropic extended thinking."
-        ),
-    ] = None,
-    max_retries: Annotated[
-        int | None,
-        typer.Option(help="Attempts per model call on 429, 5xx and timeouts. Default: 6."),
-    ] = None,
-    request_timeout: Annotated[
-        float | None, typer.Option(help="Seconds one model request may take. Default: 600.")
-    ] = None,
-    prices: PricesOption = None,
-    script: Annotated[
-        str | None, typer.Option(help="Script of replies for --provider scripted (YAML or JSON).")
-    ] = None,
+    # Each setting's flag takes its help (and default) from the setting's one declaration in
+    # rlm_cli.config; `overrides_from_flags` maps the values back by parameter name.
+    provider: Annotated[str | None, setting_option("provider")] = None,
+    model: Annotated[str | None, setting_option("model")] = None,
+    sub_provider: Annotated[str | None, setting_option("sub_provider")] = None,
+    sub_model: Annotated[str | None, setting_option("sub_model")] = None,
+    base_url: Annotated[str | None, setting_option("base_url")] = None,
+    sub_base_url: Annotated[str | None, setting_option("sub_base_url")] = None,
+    api_key_env: Annotated[str | None, setting_option("api_key_env")] = None,
+    sub_api_key_env: Annotated[str | None, setting_option("sub_api_key_env")] = None,
+    temperature: Annotated[float | None, setting_option("temperature")] = None,
+    max_output_tokens: Annotated[int | None, setting_option("max_output_tokens")] = None,
+    reasoning_effort: Annotated[str | None, setting_option("reasoning_effort")] = None,
+    max_retries: Annotated[int | None, setting_option("max_retries")] = None,
+    request_timeout: Annotated[float | None, setting_option("request_timeout")] = None,
+    prices: Annotated[str | None, setting_option("prices")] = None,
+    script: Annotated[str | None, setting_option("script")] = None,
     config: ConfigOption = None,
-    max_iterations: Annotated[
-        int | None, typer.Option(help="Root turns before asking for a best answer. Default: 30.")
-    ] = None,
-    cell_timeout: Annotated[
-        float | None, typer.Option(help="Seconds one code cell may run. Default: 120.")
-    ] = None,
-    max_concurrency: Annotated[
-        int | None,
-        typer.Option(
-            help="Sub-calls in flight at once, per provider (halved on 429s). Default: 32."
-        ),
-    ] = None,
-    max_depth: Annotated[
-        int | None,
-        typer.Option(
-            help="Recursion depth: 1 makes rlm_query a plain llm_query; 2 lets the root start "
-            "child RLMs; up to 5. Default: 1."
-        ),
-    ] = None,
-    max_cost: Annotated[
-        float | None,
-        typer.Option(help="Stop at this many US dollars (a tenth kept for the last turn)."),
-    ] = None,
-    max_tokens: Annotated[
-        int | None, typer.Option(help="Stop at this many tokens, input plus output, all models.")
-    ] = None,
-    max_subcalls: Annotated[
-        int | None,
-        typer.Option(help="Stop at this many sub-calls; a bigger fan-out fails at once."),
-    ] = None,
-    timeout: Annotated[
-        float | None,
-        typer.Option(help="Stop after this many seconds of wall clock, child runs included."),
-    ] = None,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Neither read nor write the sub-call reply cache.")
-    ] = False,
-    cache_root: Annotated[
-        bool,
-        typer.Option("--cache-root", help="Cache root-model replies too (replays whole runs)."),
-    ] = False,
-    output_limit: Annotated[
-        int | None,
-        typer.Option(help="Characters of a cell's output shown to the root model. Default: 20000."),
-    ] = None,
-    include: IncludeOption = None,
-    exclude: ExcludeOption = None,
-    max_file_size: MaxFileSizeOption = None,
-    max_memory_share: MaxMemoryShareOption = None,
-    sandbox: Annotated[
-        str | None,
-        typer.Option(
-            help="Where cells run: process (an isolated worker: no network, no files but the "
-            "inputs, no host processes; see `rlm doctor`) or none (no isolation, trusted code "
-            "only). Default: process."
-        ),
-    ] = None,
-    allow_weaker_sandbox: Annotated[
-        bool,
-        typer.Option(
-            "--allow-weaker-sandbox",
-            help="Run even where some sandbox layers are unavailable (`rlm doctor` lists them).",
-        ),
-    ] = False,
-    worker_memory: Annotated[
-        int | None,
-        typer.Option(
-            help="MiB of memory the worker may use. Default: sized from the inputs and the machine."
-        ),
-    ] = None,
-    redact_secrets: Annotated[
-        bool,
-        typer.Option(
-            "--redact-secrets",
-            help="Mask API keys, private keys and tokens in sub-call prompts before they are sent.",
-        ),
-    ] = False,
+    max_iterations: Annotated[int | None, setting_option("max_iterations")] = None,
+    cell_timeout: Annotated[float | None, setting_option("cell_timeout")] = None,
+    max_concurrency: Annotated[int | None, setting_option("max_concurrency")] = None,
+    max_depth: Annotated[int | None, setting_option("max_depth")] = None,
+    max_cost: Annotated[float | None, setting_option("max_cost")] = None,
+    max_tokens: Annotated[int | None, setting_option("max_tokens")] = None,
+    max_subcalls: Annotated[int | None, setting_option("max_subcalls")] = None,
+    timeout: Annotated[float | None, setting_option("timeout")] = None,
+    no_cache: Annotated[bool, setting_option("cache")] = False,
+    cache_root: Annotated[bool, setting_option("cache_root")] = False,
+    output_limit: Annotated[int | None, setting_option("output_limit")] = None,
+    include: Annotated[list[str] | None, setting_option("include")] = None,
+    exclude: Annotated[list[str] | None, setting_option("exclude")] = None,
+    max_file_size: Annotated[str | None, setting_option("max_file_size")] = None,
+    max_memory_share: Annotated[float | None, setting_option("max_memory_share")] = None,
+    sandbox: Annotated[str | None, setting_option("sandbox")] = None,
+    allow_weaker_sandbox: Annotated[bool, setting_option("allow_weaker_sandbox")] = False,
+    worker_memory: Annotated[int | None, setting_option("worker_memory_mb")] = None,
+    redact_secrets: Annotated[bool, setting_option("redact_secrets")] = False,
+    strict: Annotated[bool, setting_option("strict")] = False,
+    trace: Annotated[str | None, setting_option("trace")] = None,
+    trace_full: Annotated[bool, setting_option("trace_full")] = False,
     dry_run: Annotated[
         bool,
         typer.Option(
             "--dry-run",
             help="Resolve the inputs, print their one-line summary and stop: no model is called "
             "(and no API key is needed).",
-        ),
-    ] = False,
-    strict: Annotated[
-        bool,
-        typer.Option(
-            "--strict",
-            help="Exit 7 when any sub-call failed, even if the root answered (setting strict). "
-            "Default: off (a warning line, exit 0).",
         ),
     ] = False,
     yes: Annotated[
@@ -216,12 +111,6 @@ def ask(
             help="Do not ask before a run whose high cost estimate passes confirm_above_usd "
             "(default $5). Only a terminal is ever asked; other runs go on without waiting.",
         ),
-    ] = False,
-    trace: Annotated[
-        str | None, typer.Option(help="Write every step of the run to this JSON Lines file.")
-    ] = None,
-    trace_full: Annotated[
-        bool, typer.Option("--trace-full", help="Keep long sub-call prompts whole in the trace.")
     ] = False,
     as_json: Annotated[
         bool,
@@ -243,50 +132,15 @@ def ask(
 
     The answer alone goes to stdout; progress goes to stderr.
     """
-    overrides: dict[str, Any] = {
-        "provider": provider,
-        "model": model,
-        "sub_provider": sub_provider,
-        "sub_model": sub_model,
-        "script": script,
-        "base_url": base_url,
-        "sub_base_url": sub_base_url,
-        "api_key_env": api_key_env,
-        "sub_api_key_env": sub_api_key_env,
-        "temperature": temperature,
-        "max_output_tokens": max_output_tokens,
-        "reasoning_effort": reasoning_effort,
-        "max_retries": max_retries,
-        "request_timeout": request_timeout,
-        "prices": prices,
-        "max_iterations": max_iterations,
-        "cell_timeout": cell_timeout,
-        "max_concurrency": max_concurrency,
-        "max_depth": max_depth,
-        "max_cost": max_cost,
-        "max_tokens": max_tokens,
-        "max_subcalls": max_subcalls,
-        "timeout": timeout,
-        "cache": False if no_cache else None,
-        "cache_root": cache_root or None,
-        "output_limit": output_limit,
-        "trace": trace,
-        "trace_full": trace_full or None,
-        "max_memory_share": max_memory_share,
-        "sandbox": sandbox,
-        "allow_weaker_sandbox": allow_weaker_sandbox or None,
-        "worker_memory_mb": worker_memory,
-        "redact_secrets": redact_secrets or None,
-        "strict": strict or None,
-    }
+    given = {name: value for name, value in locals().items() if name in FLAG_PARAMS}
+    given.pop("max_file_size")  # "200MB": parsed with the other settings, so a bad one is traced
+    overrides = overrides_from_flags(given)
     flags = Flags(
         as_json=as_json,
         view="none" if quiet else view.value,
         debug=debug,
         dry_run=dry_run,
         assume_yes=yes,
-        include=tuple(include or ()),
-        exclude=tuple(exclude or ()),
         max_file_size=max_file_size,
     )
     raise typer.Exit(raw_main(args, overrides, config, flags))
@@ -294,15 +148,14 @@ def ask(
 
 @dataclass(frozen=True)
 class Flags:
-    """The flags of `rlm ask` that are not settings: how to show the run, and what to take."""
+    """The flags of `rlm ask` that are not settings: how to show the run, and the file size as
+    given (parsed when the settings are loaded)."""
 
     as_json: bool = False
     view: str = "auto"
     debug: bool = False
     dry_run: bool = False
     assume_yes: bool = False
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
     max_file_size: str | None = None
 
 
@@ -368,8 +221,6 @@ def program(
         paths,
         piped_stdin(),
         settings,
-        include=flags.include,
-        exclude=flags.exclude,
         warn=warn,
     )
     try:

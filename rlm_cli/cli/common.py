@@ -7,10 +7,11 @@ import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated, Any, BinaryIO
 
 import typer
 
+from rlm_cli.config import FLAGS, setting_help
 from rlm_cli.errors import RlmError, UsageError
 from rlm_cli.ui.safe import terminal_safe
 
@@ -18,9 +19,16 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option(help="Config file (YAML). Default: $RLM_CONFIG or ~/.config/rlm/config.yaml."),
 ]
-PricesOption = Annotated[
-    str | None, typer.Option(help="YAML file of model prices laid over the built-in table.")
-]
+
+
+def setting_option(name: str) -> Any:
+    """The option of setting `name`: its flag, help and default, as the setting declares them
+    (rlm_cli.config), so no flag's help is written twice."""
+    flag = FLAGS[name]
+    return typer.Option(flag, help=setting_help(name), show_default=False)
+
+
+PricesOption = Annotated[str | None, setting_option("prices")]
 
 
 @contextlib.contextmanager
@@ -44,40 +52,10 @@ def piped_stdin() -> BinaryIO | None:
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b(?:ytes?)?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
 
-IncludeOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--include",
-        help="Load only files matching this glob (.gitignore syntax, e.g. '*.py', 'src/**'). "
-        "Repeatable. Applies inside directories and archives. Secret files (.env, keys, "
-        "credentials) are skipped there unless a glob names them ('.env', '*.pem').",
-        show_default=False,
-    ),
-]
-ExcludeOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--exclude",
-        help="Skip files and folders matching this glob (.gitignore syntax, e.g. 'tests/', "
-        "'*.min.js'). Repeatable.",
-        show_default=False,
-    ),
-]
-MaxFileSizeOption = Annotated[
-    str | None,
-    typer.Option(
-        help="Skip files in directories and archives larger than this (e.g. 500KB, 200MB, 2GiB). "
-        "Default: 100MiB.",
-        show_default=False,
-    ),
-]
-MaxMemoryShareOption = Annotated[
-    float | None,
-    typer.Option(
-        help="Refuse inputs larger than this share of memory (0-0.9). Default: 0.4.",
-        show_default=False,
-    ),
-]
+IncludeOption = Annotated[list[str] | None, setting_option("include")]
+ExcludeOption = Annotated[list[str] | None, setting_option("exclude")]
+MaxFileSizeOption = Annotated[str | None, setting_option("max_file_size")]
+MaxMemoryShareOption = Annotated[float | None, setting_option("max_memory_share")]
 
 
 def parse_size(text: str | None) -> int | None:

@@ -73,6 +73,8 @@ def inspect_command(
         "max_iterations": max_iterations,
         "prices": prices,
         "max_memory_share": max_memory_share,
+        "include": tuple(include or ()) or None,
+        "exclude": tuple(exclude or ()) or None,
     }
     with errors_exit():
         overrides["max_file_size"] = parse_size(max_file_size)
@@ -82,8 +84,6 @@ def inspect_command(
             list(inputs or []),
             piped_stdin(),
             settings,
-            include=tuple(include or ()),
-            exclude=tuple(exclude or ()),
             warn=warn,
         )
         try:
@@ -101,7 +101,7 @@ def _print_table(inputs: Inputs, settings: Settings, cost: CostRange) -> None:
     from rich.text import Text
 
     from rlm_cli.engine.estimate import COST_NOTE
-    from rlm_cli.inputs import format_bytes
+    from rlm_cli.format import format_bytes
     from rlm_cli.inputs.report import one_line, rows
 
     table = Table("path", "size", "est. tokens", "encoding", "status")

@@ -41,6 +41,7 @@ from rlm_cli.errors import (
     RlmError,
 )
 from rlm_cli.events import EventBus, Retry, SubcallCached, SubcallFinished, SubcallStarted
+from rlm_cli.inputs import CHARS_PER_TOKEN
 from rlm_cli.providers.base import (
     Completion,
     Message,
@@ -49,7 +50,7 @@ from rlm_cli.providers.base import (
     RetryCallback,
     Usage,
 )
-from rlm_cli.providers.catalog import CHARS_PER_TOKEN, Catalog
+from rlm_cli.providers.catalog import Catalog
 from rlm_cli.sandbox.host import QueryRefused, QueryRequest
 
 ChildStarter = Callable[[str, Any, str | None, int], Awaitable[str]]
