@@ -52,6 +52,7 @@ from rlm_cli.providers.base import (
 )
 from rlm_cli.providers.catalog import Catalog
 from rlm_cli.sandbox.host import QueryRefused, QueryRequest
+from rlm_cli.sandbox.notes import call_failed
 
 ChildStarter = Callable[[str, Any, str | None, int], Awaitable[str]]
 
@@ -446,7 +447,7 @@ class SubcallRouter:
         )
         if cancelled:
             raise exc
-        return f"Error: llm_query failed: {error}"
+        return call_failed(error)
 
     def _refusal(self, prompt: str, model: str) -> str | None:
         """Why a prompt cannot fit the worker's window, checked before anything is spent."""

@@ -42,6 +42,7 @@ from rlm_cli.providers.anthropic_provider import THINKING_BUDGET
 from rlm_cli.providers.base import Message, ModelRequest, Provider
 from rlm_cli.providers.catalog import Catalog, providers
 from rlm_cli.sandbox.host import CellResult, QueryRequest, Sandbox
+from rlm_cli.sandbox.notes import call_failed
 from rlm_cli.sandbox.policy import make_policy
 
 # Child runs of one batch started at once: each is a worker process of its own.
@@ -391,7 +392,7 @@ class Run:
             reached = self.tree.budget.exhausted()
             if reached is not None:  # it waited for a slot while the budget ran out
                 self.caller.failed("budget", reached)
-                return f"Error: rlm_query not run: the {reached} budget is used up"
+                return call_failed(f"not run: the {reached} budget is used up", "rlm_query")
             inputs = self.inputs if context is None else from_value(context)
             child = Run(
                 question,
@@ -415,7 +416,7 @@ class Run:
             self.tree.fail(result.error)  # bad credentials end the whole tree
         if result.error is not None:
             self.caller.failed(failure_kind(result.error))
-            return f"Error: rlm_query failed: {result.error}"
+            return call_failed(str(result.error), "rlm_query")
         if result.answer is None:  # the child's work is lost to this run: one failed sub-call
             match result.status:  # a child stopped by a budget cuts its parent's run too
                 case "max_cost" | "max_tokens" | "max_subcalls" as budget:
@@ -424,7 +425,7 @@ class Run:
                     self.caller.failed("timeout")
                 case _:
                     self.caller.failed("other")
-            return f"Error: rlm_query ended with {result.status}"
+            return call_failed(f"its run ended with {result.status}", "rlm_query")
         return result.answer
 
 
