@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from rlm_cli.cli.common import ConfigOption, parse_size, piped_stdin, setting_option, warn
-from rlm_cli.config import FLAG_PARAMS, overrides_from_flags
+from rlm_cli.config import FLAG_PARAMS, overrides_from_flags, setting_help
 from rlm_cli.engine.result import RunResult
 from rlm_cli.errors import (
     EXIT_CODES,
@@ -29,6 +29,7 @@ from rlm_cli.errors import (
 )
 from rlm_cli.events import AnyEvent, RunFinished, RunStarted, SubcallFinished
 from rlm_cli.format import format_usd
+from rlm_cli.providers.catalog import preset_names
 from rlm_cli.ui import ViewName
 from rlm_cli.ui.safe import json_safe, terminal_safe
 
@@ -57,7 +58,13 @@ def ask(
     ],
     # Each setting's flag takes its help (and default) from the setting's one declaration in
     # rlm_cli.config; `overrides_from_flags` maps the values back by parameter name.
-    provider: Annotated[str | None, setting_option("provider")] = None,
+    provider: Annotated[
+        str | None,
+        typer.Option(
+            help=f"{setting_help('provider')} Known: {', '.join(preset_names())}.",
+            show_default=False,
+        ),
+    ] = None,
     model: Annotated[str | None, setting_option("model")] = None,
     sub_provider: Annotated[str | None, setting_option("sub_provider")] = None,
     sub_model: Annotated[str | None, setting_option("sub_model")] = None,

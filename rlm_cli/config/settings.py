@@ -34,8 +34,8 @@ OUTCOME = "Safety and outcome"
 class Settings:
     provider: str = setting(
         "openai",
-        "Root model provider: openai, anthropic, scripted, or a preset (ollama, vllm, llamacpp, "
-        "lmstudio, openrouter, together, groq, deepseek); see `rlm providers`.",
+        "Root model provider: openai, anthropic, scripted, or a preset of the catalog; `rlm "
+        "providers` lists them.",
         MODELS,
     )
     model: str | None = setting(
