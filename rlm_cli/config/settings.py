@@ -359,16 +359,6 @@ class Settings:
             return self.root_model
         return DEFAULT_SUB_MODELS.get(self.provider, self.root_model)
 
-    def cache_key_settings(self, *, worker: bool = True) -> dict[str, Any]:
-        """The settings that change a model's reply, so part of every cache key: those of the
-        worker provider (sub-calls, child runs' root calls), or of the root provider."""
-        return {
-            "base_url": (self.sub_base_url or self.base_url) if worker else self.base_url,
-            "temperature": self.temperature,
-            "max_output_tokens": self.max_output_tokens,
-            "reasoning_effort": self.reasoning_effort,
-        }
-
     def public(self) -> dict[str, Any]:
         """The settings as recorded in traces and `--json`. No secrets belong in Settings, but
         a key pasted where a name or URL goes is hidden rather than recorded. Values are as
