@@ -14,7 +14,7 @@ import yaml
 from rlm_cli.errors import ConfigError
 
 # Re-exported (engine/router.py imports it from here); the one definition is in inputs.
-from rlm_cli.inputs.model import CHARS_PER_TOKEN as CHARS_PER_TOKEN
+from rlm_cli.inputs.model import CHARS_PER_TOKEN
 from rlm_cli.providers.base import Usage
 
 # Used for models the catalog does not know: small enough for most servers.
