@@ -46,6 +46,8 @@ class WorkerProcess:
     writer: asyncio.StreamWriter
     exited: asyncio.Future[int]
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # The host's reading ends (stdout, stderr): closed by `stop`, even if their EOF never came.
+    readers: list[asyncio.BaseTransport] = field(default_factory=list)
     stderr_tail: bytearray = field(default_factory=bytearray)
     violation: str | None = None  # why the host stopped it ("broke the protocol (...)")
     isolated: bool = False  # in its own PID namespace (known once it is ready)
@@ -82,6 +84,8 @@ class WorkerProcess:
             await asyncio.wait_for(asyncio.shield(self.exited), 5)
         # Whatever still holds the other ends of the pipes, the host lets go of its own.
         self.writer.close()
+        for reader in self.readers:
+            reader.close()
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -126,14 +130,19 @@ async def launch(
         raise SandboxError(f"cannot start the REPL worker {command[0]}: {exc}") from None
     assert popen.stdin and popen.stdout and popen.stderr
     frames = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(frames), popen.stdout)
+    reading, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(frames), popen.stdout
+    )
     transport, protocol = await loop.connect_write_pipe(
         asyncio.streams.FlowControlMixin, popen.stdin
     )
     writer = asyncio.StreamWriter(transport, protocol, None, loop)
-    proc = WorkerProcess(popen, writer, _watch_exit(popen))
+    proc = WorkerProcess(popen, writer, _watch_exit(popen), readers=[reading])
     errors = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(errors), popen.stderr)
+    reading, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(errors), popen.stderr
+    )
+    proc.readers.append(reading)
     proc.tasks.append(asyncio.create_task(_keep_tail(errors, proc.stderr_tail)))
     if policy.mode == "process" and os.path.exists(f"/proc/{popen.pid}/task"):
         proc.tasks.append(asyncio.create_task(_guard(proc, policy)))
