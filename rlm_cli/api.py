@@ -121,7 +121,7 @@ class RLM:
     ) -> None:
         if root_provider is not None and "provider" not in settings:
             settings["provider"] = root_provider.name
-        loaded = load_settings(settings, Path(config) if config else None)
+        loaded = load_settings(settings, Path(config) if config else None, source="argument")
         self._setup(loaded, root_provider, worker_provider)
 
     @classmethod

@@ -77,8 +77,7 @@ def unenforceable_cost(settings: Settings) -> str | None:
     unknown = unpriced_models(settings) if settings.max_cost else ()
     if not unknown:
         return None
-    origin = settings.origin.get("max_cost", "flag")
-    name = "--max-cost" if origin == "flag" else f"max_cost ({origin})"
+    name = settings.source("max_cost")
     models = " and ".join(unknown)
     whose = "its price is" if len(unknown) == 1 else "their prices are"
     return (

@@ -9,16 +9,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from rlm_cli.config import DEFAULTS
+
 STDIN_NAME = "<stdin>"
 # About four characters of English or code per token: the fallback when no tokenizer is at hand,
 # and what the root model is told for values (the library API) that were never counted. The one
 # definition: the catalog's window in characters and the scripted provider's usage use it too.
 # An int, so `chars // CHARS_PER_TOKEN` stays an int.
 CHARS_PER_TOKEN = 4
-DEFAULT_MAX_FILE_BYTES = 100 * 1024 * 1024
-# Loading a file briefly needs about twice its size (its bytes and its text), so inputs above
-# 40% of memory would not fit beside everything else.
-DEFAULT_MAX_MEMORY_SHARE = 0.4
+# The defaults of the settings these are (declared once, in rlm_cli.config).
+DEFAULT_MAX_FILE_BYTES: int = DEFAULTS["max_file_size"]
+DEFAULT_MAX_MEMORY_SHARE: float = DEFAULTS["max_memory_share"]
 
 Shape = Literal["single", "dict"]
 Compression = Literal["gzip", "bz2", "xz"]
