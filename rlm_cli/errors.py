@@ -97,12 +97,6 @@ class RequestTimeout(RetryableError):
     """A model request ran past --request-timeout."""
 
 
-class LimitReached(RlmError):
-    """A budget stopped the run; a best-effort answer may still exist."""
-
-    exit_code = ExitCode.LIMIT
-
-
 class SubcallsFailed(RlmError):
     """The root answered, but sub-calls failed, and `--strict` (setting strict) asked for that to
     fail the run: in CI an answer that rests on lost work must not pass for a success."""
