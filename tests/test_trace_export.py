@@ -532,7 +532,11 @@ class Dom(HTMLParser):
 
 def test_highlighter_escapes_and_survives_broken_code() -> None:
     out = highlight("if x < 3:  # '</pre>'\n    y = llm_query(\"<b>\")\n")
-    assert '<span class="k">if</span>' in out and '<span class="c1"># &#39;&lt;/pre&gt;' in out
+    assert '<span class="k">if</span>' in out and "</pre>" not in out
+    # The comment is one span, its text escaped (pygments 2.21 stopped escaping quotes in text,
+    # which is safe there: only <, > and & matter outside attributes).
+    comment = re.search(r'<span class="c1">(.*?)</span>', out)
+    assert comment is not None and html.unescape(comment.group(1)) == "# '</pre>'"
     assert '<span class="n rlm">llm_query</span>' in out and "&lt;b&gt;" in out
     assert out.endswith("</span>\n")  # the code's own last newline, and no other
     # Every REPL name the worker binds is marked (the names come from the worker's protocol).
