@@ -14,29 +14,25 @@ import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import RLM_COMMAND, ROOT, ask_scripted, read_trace, repl, run_rlm
+from conftest import RLM_COMMAND, ROOT, invoke_rlm, invoke_scripted, read_trace, repl
 
 from rlm_cli.bench.fake_llm import FakeLLM
 from rlm_cli.engine.result import RunResult
 from rlm_cli.errors import EXIT_CODES
 from rlm_cli.events import RunFinished
 
-KEY_VARIABLES = (
-    "OPENAI_API_KEY",
-    "ANTHROPIC_API_KEY",
-    "OPENROUTER_API_KEY",
-    "TOGETHER_API_KEY",
-    "GROQ_API_KEY",
-    "DEEPSEEK_API_KEY",
-)
-NO_KEYS: dict[str, str | None] = dict.fromkeys(KEY_VARIABLES)
+if TYPE_CHECKING:
+    from typer.testing import Result
+
+# No provider key is set in any test (conftest unsets them): "without a key" is the default.
+# `rlm` runs in process (conftest's invoke_rlm), but on a terminal, which needs a real one.
 
 
-def lines(proc: subprocess.CompletedProcess[bytes]) -> list[str]:
-    return proc.stderr.decode().strip().splitlines()
+def lines(proc: Result) -> list[str]:
+    return proc.stderr.strip().splitlines()
 
 
 # ----- case 7a: argument sense before credentials -----
@@ -48,11 +44,10 @@ def test_a_missing_file_without_a_key_is_reported_as_the_missing_file(
 ) -> None:
     missing = tmp_path / "missing.log"
     trace = tmp_path / "t.jsonl"
-    proc = run_rlm(
-        "ask", "--provider", provider, "--model", "m", str(missing), "q?", "--trace", str(trace),
-        env=NO_KEYS,
-    )  # fmt: skip
-    assert proc.returncode == 2, proc.stderr
+    proc = invoke_rlm(
+        "ask", "--provider", provider, "--model", "m", str(missing), "q?", "--trace", str(trace)
+    )
+    assert proc.exit_code == 2, proc.stderr
     assert lines(proc) == [f"rlm: error: {missing}: no such file or directory; check the path"]
     # The run still leaves a trace that says why it never started.
     records = read_trace(trace)
@@ -66,10 +61,10 @@ def test_a_forgotten_question_without_a_key_is_reported_as_the_forgotten_questio
     log = tmp_path / "server.log"
     log.write_text("hello\n")
     trace = tmp_path / "t.jsonl"
-    proc = run_rlm("ask", "--trace", str(trace), str(log), env=NO_KEYS)
-    assert proc.returncode == 2, proc.stderr
-    assert "did you forget the question?" in proc.stderr.decode()
-    assert "API key" not in proc.stderr.decode()
+    proc = invoke_rlm("ask", "--trace", str(trace), str(log))
+    assert proc.exit_code == 2, proc.stderr
+    assert "did you forget the question?" in proc.stderr
+    assert "API key" not in proc.stderr
     assert "did you forget the question?" in read_trace(trace)[-1]["error"]
 
 
@@ -77,18 +72,18 @@ def test_an_empty_directory_without_a_key_is_reported_as_the_empty_directory(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "empty").mkdir()
-    proc = run_rlm("ask", str(tmp_path / "empty"), "q?", env=NO_KEYS)
-    assert proc.returncode == 2, proc.stderr
-    assert "API key" not in proc.stderr.decode()
+    proc = invoke_rlm("ask", str(tmp_path / "empty"), "q?")
+    assert proc.exit_code == 2, proc.stderr
+    assert "API key" not in proc.stderr
 
 
 def test_good_arguments_without_a_key_still_exit_4_and_leave_a_trace(tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     log.write_text("hello\n")
     trace = tmp_path / "t.jsonl"
-    proc = run_rlm("ask", str(log), "q?", "--trace", str(trace), env=NO_KEYS)
-    assert proc.returncode == 4, proc.stderr
-    assert len(lines(proc)) == 1 and "OPENAI_API_KEY" in proc.stderr.decode()
+    proc = invoke_rlm("ask", str(log), "q?", "--trace", str(trace))
+    assert proc.exit_code == 4, proc.stderr
+    assert len(lines(proc)) == 1 and "OPENAI_API_KEY" in proc.stderr
     records = read_trace(trace)
     assert records[0]["type"] == "trace_header" and records[0]["inputs"] is not None
     assert "OPENAI_API_KEY" in records[-1]["error"]
@@ -106,9 +101,9 @@ def test_a_directory_as_the_last_argument_is_a_forgotten_question(
     folder.mkdir()
     (folder / "a.txt").write_text("a\n")
     script = write_script([repl("FINAL('answered')")])
-    proc = ask_scripted(script, str(log), str(folder))
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stdout == b""
+    proc = invoke_rlm("ask", "--provider", "scripted", "--script", script, str(log), str(folder))
+    assert proc.exit_code == 2, proc.stderr
+    assert proc.stdout_bytes == b""
     assert lines(proc) == [
         f"rlm: error: the last argument must be the question; `{folder}` is a directory — "
         'did you forget the question? (rlm ask INPUTS... "QUESTION")'
@@ -122,18 +117,18 @@ def test_a_file_as_the_only_argument_is_a_forgotten_question(
     log = tmp_path / "server.log"
     log.write_text("hello\n")
     script = write_script([repl("FINAL('answered')")])
-    proc = ask_scripted(script, str(log), stdin=stdin)
-    assert proc.returncode == 2, proc.stderr
-    assert f"`{log}` is a file — did you forget the question?" in proc.stderr.decode()
-    assert "standard input is empty" not in proc.stderr.decode()
+    proc = invoke_rlm("ask", "--provider", "scripted", "--script", script, str(log), stdin=stdin)
+    assert proc.exit_code == 2, proc.stderr
+    assert f"`{log}` is a file — did you forget the question?" in proc.stderr
+    assert "standard input is empty" not in proc.stderr
 
 
 def test_dry_run_checks_the_question_too(tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     log.write_text("hello\n")
-    proc = run_rlm("ask", "--dry-run", str(log), str(tmp_path), env=NO_KEYS)
-    assert proc.returncode == 2
-    assert "is a directory — did you forget the question?" in proc.stderr.decode()
+    proc = invoke_rlm("ask", "--dry-run", str(log), str(tmp_path))
+    assert proc.exit_code == 2
+    assert "is a directory — did you forget the question?" in proc.stderr
 
 
 def test_a_question_that_names_no_path_still_runs(
@@ -142,9 +137,9 @@ def test_a_question_that_names_no_path_still_runs(
     log = tmp_path / "server.log"
     log.write_text("hello\n")
     script = write_script([repl("FINAL('answered')")])
-    proc = ask_scripted(script, str(log), "dir", "-q")  # no `dir` in the working directory
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == b"answered\n"
+    proc = invoke_scripted(script, str(log), "dir", "-q")  # no `dir` in the working directory
+    assert proc.exit_code == 0, proc.stderr
+    assert proc.stdout_bytes == b"answered\n"
 
 
 # ----- case 4: --max-cost over a model without a price -----
@@ -165,8 +160,8 @@ def test_max_cost_over_an_unpriced_model_warns_before_spending(
     log = tmp_path / "server.log"
     log.write_text("hello\n")
     args = ("ask", "--provider", provider, "--model", model, str(log), "q?", "--max-cost", "1")
-    proc = run_rlm(*args, "--dry-run", env=NO_KEYS)
-    assert proc.returncode == 0, proc.stderr
+    proc = invoke_rlm(*args, "--dry-run")
+    assert proc.exit_code == 0, proc.stderr
     assert UNENFORCEABLE.format(model) in lines(proc)
 
 
@@ -174,12 +169,12 @@ def test_max_cost_warning_in_a_real_run_comes_before_the_first_model_call(tmp_pa
     log = tmp_path / "server.log"
     log.write_text("the code is 42\n")
     with FakeLLM([repl("FINAL('42')")]) as fake:
-        proc = run_rlm(
+        proc = invoke_rlm(
             "ask", "--base-url", fake.url + "/v1", "--model", "my-model", str(log), "q?",
             "--max-cost", "1", "--view", "plain",
             env={"OPENAI_API_KEY": "test-key"},
         )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    assert proc.exit_code == 0, proc.stderr
     stderr = lines(proc)
     warning = UNENFORCEABLE.format("my-model")
     assert stderr.count(warning) == 1
@@ -190,10 +185,9 @@ def test_max_cost_warning_in_a_real_run_comes_before_the_first_model_call(tmp_pa
 def test_max_cost_names_both_models_when_neither_has_a_price(tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     log.write_text("hello\n")
-    proc = run_rlm(
-        "ask", "--model", "r1", "--sub-model", "w1", str(log), "q?", "--max-cost", "1",
-        "--dry-run", env=NO_KEYS,
-    )  # fmt: skip
+    proc = invoke_rlm(
+        "ask", "--model", "r1", "--sub-model", "w1", str(log), "q?", "--max-cost", "1", "--dry-run"
+    )
     assert (
         "rlm: warning: --max-cost cannot be enforced for models r1 and w1: their prices are "
         "unknown; give prices with --prices FILE, or bound the run with --max-tokens"
@@ -218,9 +212,9 @@ def test_max_cost_over_priced_or_free_models_does_not_warn(
     prices = tmp_path / "prices.yaml"
     prices.write_text("models:\n  mine: {input: 1.0, output: 2.0}\n")
     extra = tuple(str(prices) if arg == "PRICES" else arg for arg in extra)
-    proc = run_rlm("ask", *extra, str(log), "q?", "--max-cost", "1", "--dry-run", env=NO_KEYS)
-    assert proc.returncode == 0, proc.stderr
-    assert "cannot be enforced" not in proc.stderr.decode()
+    proc = invoke_rlm("ask", *extra, str(log), "q?", "--max-cost", "1", "--dry-run")
+    assert proc.exit_code == 0, proc.stderr
+    assert "cannot be enforced" not in proc.stderr
 
 
 def test_max_cost_from_a_config_file_is_named_as_the_setting(tmp_path: Path) -> None:
@@ -228,11 +222,9 @@ def test_max_cost_from_a_config_file_is_named_as_the_setting(tmp_path: Path) -> 
     log.write_text("hello\n")
     config = tmp_path / "rlm.yaml"
     config.write_text("max_cost: 2\n")
-    proc = run_rlm(
-        "ask", "--config", str(config), "--model", "m", str(log), "q?", "--dry-run", env=NO_KEYS
-    )
+    proc = invoke_rlm("ask", "--config", str(config), "--model", "m", str(log), "q?", "--dry-run")
     assert f"rlm: warning: max_cost (config file {config}) cannot be enforced for model m" in (
-        proc.stderr.decode()
+        proc.stderr
     )
 
 
@@ -283,9 +275,11 @@ def run_on_a_terminal(
     os.close(leader)
     assert proc.stdout is not None
     code = proc.wait(timeout=30)
-    return code, proc.stdout.read(), screen.decode("utf-8", "replace")
+    with proc.stdout:
+        return code, proc.stdout.read(), screen.decode("utf-8", "replace")
 
 
+@pytest.mark.slow
 def test_a_costly_run_on_a_terminal_asks_and_no_exits_8_spending_nothing(tmp_path: Path) -> None:
     log, config = costly(tmp_path)
     trace = tmp_path / "t.jsonl"
@@ -305,6 +299,7 @@ def test_a_costly_run_on_a_terminal_asks_and_no_exits_8_spending_nothing(tmp_pat
     assert records[-1]["status"] == "not_confirmed"
 
 
+@pytest.mark.slow
 def test_a_costly_run_on_a_terminal_goes_on_when_the_answer_is_yes(tmp_path: Path) -> None:
     log, config = costly(tmp_path)
     with FakeLLM([repl("FINAL('42')")]) as fake:
@@ -318,6 +313,7 @@ def test_a_costly_run_on_a_terminal_goes_on_when_the_answer_is_yes(tmp_path: Pat
     assert "Continue? [y/N]" in screen
 
 
+@pytest.mark.slow
 def test_yes_skips_the_question(tmp_path: Path) -> None:
     log, config = costly(tmp_path)
     with FakeLLM([repl("FINAL('42')")]) as fake:
@@ -338,14 +334,14 @@ def test_a_costly_run_off_a_terminal_never_waits_and_says_the_estimate(
 ) -> None:
     log, config = costly(tmp_path)
     with FakeLLM([repl("FINAL('42')")]) as fake:
-        proc = run_rlm(
+        proc = invoke_rlm(
             "ask", "--config", str(config), "--base-url", fake.url + "/v1", str(log), "q?",
             *(["--quiet"] if quiet else ["--view", "plain"]),
-            env={"OPENAI_API_KEY": "test-key"}, timeout=60,
+            env={"OPENAI_API_KEY": "test-key"},
         )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == b"42\n"
-    stderr = proc.stderr.decode()
+    assert proc.exit_code == 0, proc.stderr
+    assert proc.stdout_bytes == b"42\n"
+    stderr = proc.stderr
     assert "Continue?" not in stderr
     if quiet:  # the summary line was not shown, so the estimate gets a line of its own
         assert "rlm: note: this run may cost up to $" in stderr
@@ -354,11 +350,7 @@ def test_a_costly_run_off_a_terminal_never_waits_and_says_the_estimate(
 
 
 def test_help_teaches_the_new_flags() -> None:
-    from typer.testing import CliRunner
-
-    from rlm_cli.cli import app
-
-    result = CliRunner().invoke(app, ["ask", "--help"], env={"COLUMNS": "200"})
+    result = invoke_rlm("ask", "--help", env={"COLUMNS": "200"})
     text = " ".join(result.output.split())
     for expected in ("--strict", "Exit 7", "--yes", "confirm_above_usd", "(default $5)"):
         assert expected in text, expected
@@ -423,8 +415,8 @@ def test_failed_subcalls_are_said_and_strict_or_all_failed_is_exit_7() -> None:
 
 def test_json_always_has_subcalls_failed_and_failures(write_script: Callable[..., str]) -> None:
     script = write_script([repl("FINAL('done')")])
-    proc = ask_scripted(script, "q?", "--json", "-q", stdin=b"text")
-    assert proc.returncode == 0, proc.stderr
+    proc = invoke_scripted(script, "q?", "--json", "-q", stdin=b"text")
+    assert proc.exit_code == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert (data["subcalls_failed"], data["failures"]) == (0, {})
     assert data["redacted"] == 0
@@ -440,11 +432,11 @@ def failing_script(write_script: Callable[..., str], prompts: list[str]) -> str:
 
 def test_some_failed_subcalls_warn_and_exit_0(write_script: Callable[..., str]) -> None:
     script = failing_script(write_script, ["a hit", "a miss", "b miss", "c hit"])
-    proc = ask_scripted(script, "q?", "--json", "-q", stdin=b"text")
-    assert proc.returncode == 0, proc.stderr
+    proc = invoke_scripted(script, "q?", "--json", "-q", stdin=b"text")
+    assert proc.exit_code == 0, proc.stderr
     assert json.loads(proc.stdout)["subcalls_failed"] == 2
-    assert "rlm: warning: answered, but 2 of 4 sub-calls failed (" in proc.stderr.decode()
-    assert "--strict makes this exit 7" in proc.stderr.decode()
+    assert "rlm: warning: answered, but 2 of 4 sub-calls failed (" in proc.stderr
+    assert "--strict makes this exit 7" in proc.stderr
 
 
 @pytest.mark.parametrize("how", ["flag", "config"])
@@ -455,24 +447,22 @@ def test_strict_makes_any_failed_subcall_exit_7(
     config = tmp_path / "rlm.yaml"
     config.write_text("strict: true\n")
     strict = ["--strict"] if how == "flag" else ["--config", str(config)]
-    proc = ask_scripted(script, "q?", "-q", *strict, stdin=b"text")
-    assert proc.returncode == 7, proc.stderr
-    assert proc.stdout == b"done\n"  # the answer is still printed
-    assert "rlm: error: answered, but 1 of 2 sub-calls failed (" in proc.stderr.decode()
+    proc = invoke_scripted(script, "q?", "-q", *strict, stdin=b"text")
+    assert proc.exit_code == 7, proc.stderr
+    assert proc.stdout_bytes == b"done\n"  # the answer is still printed
+    assert "rlm: error: answered, but 1 of 2 sub-calls failed (" in proc.stderr
 
 
 def test_every_subcall_failed_is_never_a_silent_exit_0(write_script: Callable[..., str]) -> None:
     script = failing_script(write_script, ["a miss", "b miss", "c miss"])
-    proc = ask_scripted(script, "q?", "-q", stdin=b"text")
-    assert proc.returncode == 0, proc.stderr
-    assert "rlm: warning: answered, but all 3 sub-calls failed (" in proc.stderr.decode()
+    proc = invoke_scripted(script, "q?", "-q", stdin=b"text")
+    assert proc.exit_code == 0, proc.stderr
+    assert "rlm: warning: answered, but all 3 sub-calls failed (" in proc.stderr
     # ... and names the first failure, which says what went wrong and where.
-    assert "the answer rests on none of them; the first: " in proc.stderr.decode()
-    assert "no 'sub' rule matches the prompt 'a miss'; --strict makes this exit 7" in (
-        proc.stderr.decode()
-    )
-    strict = ask_scripted(script, "q?", "-q", "--strict", stdin=b"text")
-    assert strict.returncode == 7, strict.stderr
+    assert "the answer rests on none of them; the first: " in proc.stderr
+    assert "no 'sub' rule matches the prompt 'a miss'; --strict makes this exit 7" in proc.stderr
+    strict = invoke_scripted(script, "q?", "-q", "--strict", stdin=b"text")
+    assert strict.exit_code == 7, strict.stderr
 
 
 # ----- case 17: a limit with no answer says so -----
@@ -480,17 +470,17 @@ def test_every_subcall_failed_is_never_a_silent_exit_0(write_script: Callable[..
 
 def test_a_limit_without_an_answer_says_no_answer(write_script: Callable[..., str]) -> None:
     script = write_script([repl("x = 1"), repl("y = 2"), repl("z = 3")])
-    proc = ask_scripted(script, "q?", "--max-iterations", "1", "-q", stdin=b"text")
-    assert proc.returncode == 6
-    assert proc.stdout == b""
+    proc = invoke_scripted(script, "q?", "--max-iterations", "1", "-q", stdin=b"text")
+    assert proc.exit_code == 6
+    assert proc.stdout_bytes == b""
     assert lines(proc) == ["rlm: stopped: max iterations reached; no answer"]
 
 
 def test_a_limit_with_an_answer_says_best_effort(write_script: Callable[..., str]) -> None:
     script = write_script([repl("x = 1"), repl("FINAL('partial')")])
-    proc = ask_scripted(script, "q?", "--max-iterations", "1", "-q", stdin=b"text")
-    assert proc.returncode == 6
-    assert proc.stdout == b"partial\n"
+    proc = invoke_scripted(script, "q?", "--max-iterations", "1", "-q", stdin=b"text")
+    assert proc.exit_code == 6
+    assert proc.stdout_bytes == b"partial\n"
     assert lines(proc) == ["rlm: stopped: max iterations reached; the answer is a best effort"]
 
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from conftest import (
     ask_scripted,
     process_tree,
@@ -25,6 +26,9 @@ from rlm_cli import RLM
 from rlm_cli.events import SubcallFinished
 from rlm_cli.providers.base import Completion, ModelRequest, TextCallback
 from rlm_cli.providers.scripted import ScriptedProvider, SubRule
+
+# Real processes killed, crashed and waited on: the quick subset leaves them out.
+pytestmark = pytest.mark.slow
 
 
 def ask(script: str, *extra: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:

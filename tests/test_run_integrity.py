@@ -6,7 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from conftest import read_trace, repl, run_rlm
+from conftest import invoke_rlm, read_trace, repl
 
 from rlm_cli import RLM
 from rlm_cli.bench.fake_llm import FakeLLM
@@ -48,12 +48,12 @@ def test_root_replies_from_two_endpoints_never_share_a_cache_key() -> None:
     ):
         answers = []
         for root in (a, b):
-            proc = run_rlm(
+            result = invoke_rlm(
                 "ask", "--provider", "openai", "--base-url", f"{root.url}/v1",
                 "--sub-base-url", f"{a.url}/v1", "--model", "r", "--sub-model", "w",
                 "--cache-root", "-q", "q?",
                 stdin=b"text", env={"OPENAI_API_KEY": a.api_key},
             )  # fmt: skip
-            assert proc.returncode == 0, proc.stderr
-            answers.append(proc.stdout)
-    assert answers == [b"from A\n", b"from B\n"]
+            assert result.exit_code == 0, result.stderr
+            answers.append(result.stdout)
+    assert answers == ["from A\n", "from B\n"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ask_scripted, read_trace, repl, run_rlm
+from conftest import invoke_rlm, invoke_scripted, read_trace, repl
 
 from rlm_cli.engine.budget import Budget, Limits
 from rlm_cli.engine.caching import CachingProvider
@@ -229,9 +229,9 @@ def test_a_named_secret_file_loads_with_a_warning(tmp_path: Path) -> None:
 def test_ask_warns_on_stderr_about_a_named_env_file(tmp_path: Path) -> None:
     env = tmp_path / ".env"
     env.write_text("TOKEN=fake\n")
-    proc = run_rlm("ask", "--dry-run", str(env), "what is set?", env=no_keys())
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stderr.decode().splitlines()
+    proc = invoke_rlm("ask", "--dry-run", str(env), "what is set?", env=no_keys())
+    assert proc.exit_code == 0, proc.stderr
+    lines = proc.stderr.splitlines()
     assert lines[0] == (
         f"rlm: warning: {env}: looks like a secret file (a dotenv file); loaded because it was "
         "named"
@@ -241,17 +241,17 @@ def test_ask_warns_on_stderr_about_a_named_env_file(tmp_path: Path) -> None:
 
 def test_the_run_summary_counts_secret_skips(tmp_path: Path) -> None:
     root = make_tree(tmp_path / "project", [".env", "app.py"])
-    proc = run_rlm("ask", "--dry-run", str(root), "what is set?", env=no_keys())
-    assert proc.returncode == 0, proc.stderr
-    assert "skipped 1 (1 secret)" in proc.stderr.decode()
-    assert "warning" not in proc.stderr.decode()
+    proc = invoke_rlm("ask", "--dry-run", str(root), "what is set?", env=no_keys())
+    assert proc.exit_code == 0, proc.stderr
+    assert "skipped 1 (1 secret)" in proc.stderr
+    assert "warning" not in proc.stderr
 
 
 def test_inspect_shows_the_secret_reason_and_the_warning(tmp_path: Path) -> None:
     root = make_tree(tmp_path / "project", [".env", "id_rsa", "id_rsa.pub", "app.py"])
     named_key = make_tree(tmp_path / "elsewhere", ["id_rsa"]) / "id_rsa"
-    proc = run_rlm("inspect", str(root), str(named_key), "--json", env=no_keys())
-    assert proc.returncode == 0, proc.stderr
+    proc = invoke_rlm("inspect", str(root), str(named_key), "--json", env=no_keys())
+    assert proc.exit_code == 0, proc.stderr
     data = json.loads(proc.stdout)
     rows = {row["path"]: row for row in data["files"]}
     assert rows[f"{root}/.env"]["status"] == (
@@ -266,11 +266,11 @@ def test_inspect_shows_the_secret_reason_and_the_warning(tmp_path: Path) -> None
         == "looks like a secret file (an SSH private key); loaded because it was named"
     )
     assert data["totals"]["skipped_reasons"] == {"secret": 2}
-    assert "rlm: warning:" in proc.stderr.decode()
+    assert "rlm: warning:" in proc.stderr
 
-    table = run_rlm("inspect", str(root), env=no_keys())
-    assert table.returncode == 0, table.stderr
-    text = table.stdout.decode()
+    table = invoke_rlm("inspect", str(root), env=no_keys())
+    assert table.exit_code == 0, table.stderr
+    text = table.stdout
     assert "skipped: secret: a dotenv file" in text
     assert "skipped 2 (2 secret)" in text
 
@@ -449,11 +449,11 @@ def test_redact_secrets_masks_what_the_provider_receives(
     code = f"reply = llm_query({secret_prompt()!r})\nFINAL(reply)"
     script = write_script([repl(code)], ECHO)
     trace = tmp_path / "masked.jsonl"
-    proc = ask_scripted(
+    proc = invoke_scripted(
         script, "--redact-secrets", "--trace", str(trace), "-q", "what?", stdin=b"context"
     )
-    assert proc.returncode == 0, proc.stderr
-    answer = proc.stdout.decode()
+    assert proc.exit_code == 0, proc.stderr
+    answer = proc.stdout
     for kind in FAKE:
         assert f"[REDACTED:{kind}]" in answer
         assert SECRET_PART[kind] not in answer
@@ -470,9 +470,9 @@ def test_without_the_flag_the_prompt_goes_unchanged(
     code = f"reply = llm_query({secret_prompt()!r})\nFINAL(reply)"
     script = write_script([repl(code)], ECHO)
     trace = tmp_path / "plain.jsonl"
-    proc = ask_scripted(script, "--trace", str(trace), "-q", "what?", stdin=b"context")
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.decode().rstrip("\n") == secret_prompt()
+    proc = invoke_scripted(script, "--trace", str(trace), "-q", "what?", stdin=b"context")
+    assert proc.exit_code == 0, proc.stderr
+    assert proc.stdout.rstrip("\n") == secret_prompt()
     assert read_trace(trace)[-1]["redacted"] == 0
 
 
@@ -482,12 +482,12 @@ def test_a_child_run_gets_a_masked_question(
     question = f"which user owns {FAKE['aws-access-key']}?"
     script = write_script([repl(f"FINAL(rlm_query({question!r}))"), repl("FINAL('nobody')")], ECHO)
     trace = tmp_path / "child.jsonl"
-    proc = ask_scripted(
+    proc = invoke_scripted(
         script, "--redact-secrets", "--max-depth", "2", "--trace", str(trace), "-q", "who?",
         stdin=b"context",
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.decode().strip() == "nobody"
+    assert proc.exit_code == 0, proc.stderr
+    assert proc.stdout.strip() == "nobody"
     events = read_trace(trace)
     child = [e for e in events if e["type"] == "run_started" and e["depth"] == 1]
     assert [e["question"] for e in child] == ["which user owns [REDACTED:aws-access-key]?"]

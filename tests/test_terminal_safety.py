@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import ask_scripted, read_pty, repl, run_rlm, start_scripted
+from conftest import ask_scripted, invoke_rlm, read_pty, repl, start_scripted
 from rich.console import Console
 
 from rlm_cli.events import (
@@ -335,6 +335,7 @@ def hostile_script(write_script: Callable[..., str]) -> str:
     )
 
 
+@pytest.mark.slow
 def test_plain_view_end_to_end(write_script: Callable[..., str]) -> None:
     proc = ask_scripted(hostile_script(write_script), "--view", "plain", "q?", stdin=b"text")
     assert proc.returncode == 0, proc.stderr
@@ -346,6 +347,7 @@ def test_plain_view_end_to_end(write_script: Callable[..., str]) -> None:
     assert proc.stdout == f"answer {PAYLOAD}\n".encode()
 
 
+@pytest.mark.slow
 def test_tree_and_answer_on_a_terminal(write_script: Callable[..., str]) -> None:
     leader, follower = pty.openpty()
     proc = start_scripted(
@@ -365,6 +367,7 @@ def test_tree_and_answer_on_a_terminal(write_script: Callable[..., str]) -> None
     assert_not_injected(screen)
 
 
+@pytest.mark.slow
 def test_trace_show_of_a_hostile_run(write_script: Callable[..., str], tmp_path: Path) -> None:
     trace = tmp_path / "t.jsonl"
     proc = ask_scripted(
@@ -373,12 +376,12 @@ def test_trace_show_of_a_hostile_run(write_script: Callable[..., str], tmp_path:
     assert proc.returncode == 0, proc.stderr
     assert b"\\u001b]52;" in trace.read_bytes()  # the trace keeps the run as it was
     for args in ([], ["--iteration", "1"], ["--iteration", "2"]):
-        proc = run_rlm("trace", "show", str(trace), *args, env={"COLUMNS": "160"})
-        assert proc.returncode == 0, proc.stderr
-        out = proc.stdout.decode("utf-8")
+        shown = invoke_rlm("trace", "show", str(trace), *args, env={"COLUMNS": "160"})
+        assert shown.exit_code == 0, shown.stderr
+        out = shown.stdout_bytes.decode("utf-8")
         assert_clean(out)  # not a terminal: no colour, so no escape at all
         assert "ABCDEFGHIJ" in out
-    proc = run_rlm("trace", "show", str(trace), env={"COLUMNS": "160", "FORCE_COLOR": "1"})
-    out = proc.stdout.decode("utf-8")
+    shown = invoke_rlm("trace", "show", str(trace), env={"COLUMNS": "160", "FORCE_COLOR": "1"})
+    out = shown.stdout_bytes.decode("utf-8")
     assert "\x1b[" in out  # coloured, as on a terminal
     assert_not_injected(out)
