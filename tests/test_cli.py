@@ -1,5 +1,7 @@
-"""The command line, run as a subprocess the way users and CI scripts run it: the exact bytes
-of stdout, terminals, signals. Flags, settings and exit codes alone: test_cli_flags.py."""
+"""The command line end to end. What needs a real process (the exact bytes of stdout, a
+terminal, a signal, `python -m`) runs `rlm` as a subprocess, the way users and CI scripts run
+it, and is marked slow; the rest runs in process (conftest's invoke_scripted), its worker still
+a real process. Flags, settings and exit codes alone: test_cli_flags.py."""
 
 from __future__ import annotations
 
@@ -14,10 +16,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import ask_scripted, read_trace, repl, run_rlm, start_scripted, wait_until
-
-# Each case starts `rlm` and its worker as real processes: the quick subset leaves them out.
-pytestmark = pytest.mark.slow
+from conftest import (
+    ask_scripted,
+    invoke_scripted,
+    read_trace,
+    repl,
+    run_rlm,
+    start_scripted,
+    wait_until,
+)
 
 HAYSTACK = b"x\nthe code is 42\ny\n"
 
@@ -35,6 +42,7 @@ def find_code_script(write_script: Callable[..., str]) -> str:
     )
 
 
+@pytest.mark.slow
 def test_piped_stdin_prints_exactly_the_answer(write_script: Callable[..., str]) -> None:
     script = find_code_script(write_script)
     proc = ask_scripted(script, "what is the code?", stdin=HAYSTACK)
@@ -43,6 +51,7 @@ def test_piped_stdin_prints_exactly_the_answer(write_script: Callable[..., str])
     assert b"iteration 1/30" in proc.stderr  # progress goes to stderr, not stdout
 
 
+@pytest.mark.slow
 def test_json_is_one_object(write_script: Callable[..., str], tmp_path: Path) -> None:
     script = find_code_script(write_script)
     trace = tmp_path / "run.jsonl"
@@ -64,6 +73,7 @@ def test_json_is_one_object(write_script: Callable[..., str], tmp_path: Path) ->
     assert isinstance(data["elapsed_s"], float)
 
 
+@pytest.mark.slow
 def test_quiet_prints_nothing_on_stderr(write_script: Callable[..., str]) -> None:
     script = find_code_script(write_script)
     proc = ask_scripted(script, "-q", "q?", stdin=HAYSTACK)
@@ -82,10 +92,10 @@ def test_two_files_and_a_directory_make_a_dict(
     (docs / "sub" / "y.txt").write_text("why")
     (docs / "m.txt").write_text("em")
     script = write_script([repl("import json\nFINAL(json.dumps(list(context.items())))")])
-    proc = ask_scripted(
+    proc = invoke_scripted(
         script, str(tmp_path / "a.txt"), str(tmp_path / "b.md"), str(docs), "what is here?"
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.exit_code == 0, proc.stderr
     assert json.loads(proc.stdout) == [
         [str(tmp_path / "a.txt"), "alpha"],
         [str(tmp_path / "b.md"), "beta"],
@@ -98,21 +108,22 @@ def test_two_files_and_a_directory_make_a_dict(
 def test_one_file_is_a_str(write_script: Callable[..., str], tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("alpha\r\nbeta")
     script = write_script([repl("FINAL(type(context).__name__ + repr(context))")])
-    proc = ask_scripted(script, str(tmp_path / "a.txt"), "q?")
-    assert proc.stdout == b"str'alpha\\r\\nbeta'\n"  # line endings are kept as they are
+    proc = invoke_scripted(script, str(tmp_path / "a.txt"), "q?")
+    assert proc.stdout_bytes == b"str'alpha\\r\\nbeta'\n"  # line endings are kept as they are
 
 
 def test_dash_reads_stdin_beside_files(write_script: Callable[..., str], tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("alpha")
     script = write_script([repl("FINAL(sorted(context.items()))")])
-    proc = ask_scripted(script, "-", str(tmp_path / "a.txt"), "q?", stdin=b"piped")
-    assert proc.returncode == 0, proc.stderr
+    proc = invoke_scripted(script, "-", str(tmp_path / "a.txt"), "q?", stdin=b"piped")
+    assert proc.exit_code == 0, proc.stderr
     assert (
-        proc.stdout.decode()
+        proc.stdout
         == str(sorted({"<stdin>": "piped", str(tmp_path / "a.txt"): "alpha"}.items())) + "\n"
     )
 
 
+@pytest.mark.slow
 def test_no_input_on_a_terminal_is_a_usage_error(write_script: Callable[..., str]) -> None:
     script = write_script([repl("FINAL(1)")])
     leader, follower = pty.openpty()
@@ -132,10 +143,10 @@ def test_max_iterations_gives_best_effort_and_exit_6(
         [repl("x = 1"), repl("x += 1"), "I could not finish.\nFINAL(partial answer)"]
     )
     trace = tmp_path / "t.jsonl"
-    proc = ask_scripted(
+    proc = invoke_scripted(
         script, "--max-iterations", "2", "--trace", str(trace), "--json", "q?", stdin=b"text"
     )
-    assert proc.returncode == 6
+    assert proc.exit_code == 6
     data = json.loads(proc.stdout)
     assert data["status"] == "max_iterations"
     assert data["answer"] == "partial answer"
@@ -147,16 +158,17 @@ def test_script_running_out_exits_5_and_trace_has_summary(
 ) -> None:
     script = write_script([repl("print(len(context))")])
     trace = tmp_path / "t.jsonl"
-    proc = ask_scripted(script, "--trace", str(trace), "q?", stdin=b"text")
-    assert proc.returncode == 5
-    assert b"root replies" in proc.stderr
-    assert len(proc.stderr.decode().splitlines()[-1:]) == 1
+    proc = invoke_scripted(script, "--trace", str(trace), "q?", stdin=b"text")
+    assert proc.exit_code == 5
+    assert "root replies" in proc.stderr
+    assert len(proc.stderr.splitlines()[-1:]) == 1
     records = read_trace(trace)
     assert records[0]["type"] == "trace_header"
     assert [r["type"] for r in records].count("cell_finished") == 1
     assert records[-1]["type"] == "run_finished" and records[-1]["status"] == "error"
 
 
+@pytest.mark.slow
 def test_cell_timeout_stops_the_cell_and_the_run_continues(
     write_script: Callable[..., str],
 ) -> None:
@@ -165,10 +177,10 @@ def test_cell_timeout_stops_the_cell_and_the_run_continues(
     )
     started = time.monotonic()
     # One second proves what two did: the interrupt, and the variable kept through it.
-    proc = ask_scripted(script, "--cell-timeout", "1", "q?", stdin=b"text")
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == b"7\n"  # the variable survived the interrupt
-    assert b"timed out" in proc.stderr
+    proc = invoke_scripted(script, "--cell-timeout", "1", "q?", stdin=b"text")
+    assert proc.exit_code == 0, proc.stderr
+    assert proc.stdout_bytes == b"7\n"  # the variable survived the interrupt
+    assert "timed out" in proc.stderr
     assert time.monotonic() - started < 10
 
 
@@ -183,14 +195,15 @@ def test_worker_crash_restarts_and_the_model_is_told(
         ],
     )
     trace = tmp_path / "t.jsonl"
-    proc = ask_scripted(script, "--trace", str(trace), "q?", stdin=b"text")
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == b"None text\n"  # variables lost, context reloaded
+    proc = invoke_scripted(script, "--trace", str(trace), "q?", stdin=b"text")
+    assert proc.exit_code == 0, proc.stderr
+    assert proc.stdout_bytes == b"None text\n"  # variables lost, context reloaded
     cells = [r for r in read_trace(trace) if r["type"] == "cell_finished"]
     assert cells[1]["worker_restarted"] is True
     assert "variable you defined is lost" in cells[1]["output"]
 
 
+@pytest.mark.slow
 def test_help_teaches_and_imports_no_vendor_sdk() -> None:
     code = (
         "import sys\n"
@@ -214,6 +227,7 @@ def start_until_cells(script: str, trace: Path, cells: int) -> subprocess.Popen[
     return proc
 
 
+@pytest.mark.slow
 def test_sigkill_keeps_every_completed_step(
     write_script: Callable[..., str], tmp_path: Path
 ) -> None:
@@ -229,6 +243,7 @@ def test_sigkill_keeps_every_completed_step(
     assert records[types.index("cell_finished")]["output"] == "step one\n"
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_with_an_interrupted_summary(
     write_script: Callable[..., str], tmp_path: Path
 ) -> None:
@@ -244,6 +259,7 @@ def test_ctrl_c_exits_130_with_an_interrupted_summary(
     assert read_trace(trace)[-1]["status"] == "interrupted"
 
 
+@pytest.mark.slow
 def test_python_m_and_version() -> None:
     proc = run_rlm("--version")
     assert proc.returncode == 0 and proc.stdout.startswith(b"rlm ")

@@ -1,4 +1,5 @@
-"""Runs that end badly: stray child processes, a dying host, garbled frames, odd bytes."""
+"""Runs that end badly: stray child processes, a dying host, garbled frames, odd bytes. Real
+processes killed, crashed and waited on: marked slow, out of the quick subset."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import (
     ask_scripted,
+    invoke_scripted,
     process_tree,
     processes_with,
     read_trace,
@@ -26,9 +28,6 @@ from rlm_cli import RLM
 from rlm_cli.events import SubcallFinished
 from rlm_cli.providers.base import Completion, ModelRequest, TextCallback
 from rlm_cli.providers.scripted import ScriptedProvider, SubRule
-
-# Real processes killed, crashed and waited on: the quick subset leaves them out.
-pytestmark = pytest.mark.slow
 
 
 def ask(script: str, *extra: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
@@ -51,6 +50,7 @@ def wait_gone(pid: int, seconds: float = 10) -> bool:
     return wait_until(lambda: not pid_alive(pid), timeout=seconds)
 
 
+@pytest.mark.slow
 def test_a_detached_child_of_a_cell_does_not_hold_the_run(write_script: Callable[..., str]) -> None:
     script = write_script(
         [
@@ -65,6 +65,7 @@ def test_a_detached_child_of_a_cell_does_not_hold_the_run(write_script: Callable
     assert time.monotonic() - started < 15
 
 
+@pytest.mark.slow
 def test_a_worker_dying_with_a_child_is_noticed_at_once(write_script: Callable[..., str]) -> None:
     script = write_script(
         [
@@ -98,6 +99,7 @@ def start_spinning(
     return proc, process_tree(proc.pid), trace
 
 
+@pytest.mark.slow
 def test_sigterm_ends_the_run_and_its_worker(
     write_script: Callable[..., str], tmp_path: Path
 ) -> None:
@@ -112,6 +114,7 @@ def test_sigterm_ends_the_run_and_its_worker(
     assert all(wait_gone(pid) for pid in workers)
 
 
+@pytest.mark.slow
 def test_a_killed_host_takes_its_worker_along(
     write_script: Callable[..., str], tmp_path: Path
 ) -> None:
@@ -122,6 +125,7 @@ def test_a_killed_host_takes_its_worker_along(
     assert all(wait_gone(pid) for pid in workers)
 
 
+@pytest.mark.slow
 def test_a_garbled_frame_replaces_the_worker(write_script: Callable[..., str]) -> None:
     garble = (
         "import os, fcntl, stat\n"
@@ -144,11 +148,12 @@ def test_a_final_line_inside_failed_code_is_not_the_last_turn_answer(
     write_script: Callable[..., str],
 ) -> None:
     script = write_script([repl("x = 1"), repl("result = 1/0\nFINAL(result)")])
-    proc = ask(script, "--max-iterations", "1", "--json")
-    assert proc.returncode == 6
+    proc = invoke_scripted(script, "--max-iterations", "1", "--json", "q?", stdin=b"text")
+    assert proc.exit_code == 6
     assert json.loads(proc.stdout)["answer"] != "result"
 
 
+@pytest.mark.slow
 def test_file_names_and_questions_that_are_not_utf8(
     write_script: Callable[..., str], tmp_path: Path
 ) -> None:
@@ -175,6 +180,7 @@ class SlowWorker(ScriptedProvider):
         return await self.complete(request)
 
 
+@pytest.mark.slow
 def test_sub_calls_of_a_timed_out_cell_are_cancelled() -> None:
     provider = SlowWorker(
         [
@@ -191,6 +197,7 @@ def test_sub_calls_of_a_timed_out_cell_are_cancelled() -> None:
     assert result.subcalls == len(finished)
 
 
+@pytest.mark.slow
 def test_nothing_outlives_a_killed_host_even_if_a_cell_stops_the_worker_from_exiting(
     write_script: Callable[..., str], tmp_path: Path
 ) -> None:
