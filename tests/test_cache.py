@@ -256,6 +256,7 @@ WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_processes_share_one_file_concurrently(tmp_path: Path) -> None:
     path = tmp_path / "fresh" / "c.sqlite3"  # even the first open races
     outputs = run_together(WRITER, [[str(path), f"w{n}", "200"] for n in range(6)])
@@ -459,6 +460,7 @@ def test_without_a_usable_xdg_cache_home_it_is_dot_cache(
 # -- rlm cache -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_stats_and_clear(tmp_path: Path) -> None:
     path = tmp_path / "c.sqlite3"
     cache = ReplyCache(path)
@@ -488,6 +490,7 @@ def test_cli_stats_and_clear(tmp_path: Path) -> None:
     assert ReplyCache(path).stats().entries == 0
 
 
+@pytest.mark.slow
 def test_cli_uses_the_default_cache(tmp_path: Path) -> None:
     env = {"XDG_CACHE_HOME": str(tmp_path)}
     proc = run_rlm("cache", "stats", "--json", env=env)
@@ -500,6 +503,7 @@ def test_cli_uses_the_default_cache(tmp_path: Path) -> None:
     assert b"removed 1 cached reply" in proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["stats", "clear"])
 def test_cli_bad_paths_are_one_line_and_exit_2(tmp_path: Path, command: str) -> None:
     corrupt = tmp_path / "corrupt.sqlite3"
@@ -532,6 +536,7 @@ OPENER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_processes_opening_fresh_caches_together_lose_no_put(tmp_path: Path) -> None:
     # SQLite fails the switch to WAL at once (no busy wait) when two processes set up a fresh
     # file together; before the open retried it, most runs of this test lost a put or two.

@@ -40,6 +40,7 @@ def no_keys() -> dict[str, str]:
     return {"OPENAI_API_KEY": "", "ANTHROPIC_API_KEY": "", "RLM_CONFIG": os.devnull}
 
 
+@pytest.mark.slow
 def test_inspect_names_every_file_and_every_skip(tmp_path: Path) -> None:
     root = make_project(tmp_path / "project")
     proc = run_rlm("inspect", str(root), "--json", env=no_keys())
@@ -70,6 +71,7 @@ def test_inspect_names_every_file_and_every_skip(tmp_path: Path) -> None:
     assert 0 < cost["low_usd"] < cost["high_usd"]
 
 
+@pytest.mark.slow
 def test_inspect_prints_a_table_totals_and_a_cost_range(tmp_path: Path) -> None:
     root = make_project(tmp_path / "project")
     with zipfile.ZipFile(root / "bundle.zip", "w") as archive:
@@ -89,6 +91,7 @@ def test_inspect_prints_a_table_totals_and_a_cost_range(tmp_path: Path) -> None:
     assert "low: the root model alone" in out
 
 
+@pytest.mark.slow
 def test_inspect_with_an_unpriced_model_says_the_cost_is_unknown(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("text")
     proc = run_rlm("inspect", str(tmp_path / "a.txt"), "--model", "mystery-model", env=no_keys())
@@ -96,6 +99,7 @@ def test_inspect_with_an_unpriced_model_says_the_cost_is_unknown(tmp_path: Path)
     assert "cost unknown (no price for mystery-model" in proc.stdout.decode()
 
 
+@pytest.mark.slow
 def test_dry_run_prints_the_summary_and_calls_no_model(tmp_path: Path) -> None:
     root = make_project(tmp_path / "project")
     proc = run_rlm("ask", "--dry-run", str(root), "what is this?", env=no_keys())
@@ -108,6 +112,7 @@ def test_dry_run_prints_the_summary_and_calls_no_model(tmp_path: Path) -> None:
     assert lines[1] == "rlm: dry run: no model was called"
 
 
+@pytest.mark.slow
 def test_ask_prints_the_inputs_summary_before_the_first_model_call(
     tmp_path: Path, write_script: Callable[..., str]
 ) -> None:
@@ -127,6 +132,7 @@ def test_ask_prints_the_inputs_summary_before_the_first_model_call(
     assert "no cost (local or scripted models)" in lines[summary]
 
 
+@pytest.mark.slow
 def test_include_and_max_file_size_flags(tmp_path: Path, write_script: Callable[..., str]) -> None:
     root = make_project(tmp_path / "project")
     (root / "src" / "big.py").write_text("x = 1\n" * 1000)
@@ -145,6 +151,7 @@ DROP_FILE_CAPS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     os.geteuid() == 0 and shutil.which("setpriv") is None,
     reason="root reads anything; needs setpriv to run without that power",
@@ -174,6 +181,7 @@ def test_files_and_folders_without_read_permission_exit_2(tmp_path: Path) -> Non
     closed.chmod(0o755)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     os.geteuid() == 0 and shutil.which("setpriv") is None,
     reason="root reads anything; needs setpriv to run without that power",
@@ -197,6 +205,7 @@ def test_an_unreadable_file_inside_a_directory_is_skipped_with_its_reason(tmp_pa
     }
 
 
+@pytest.mark.slow
 def test_file_names_that_are_not_utf8(tmp_path: Path, write_script: Callable[..., str]) -> None:
     tree = tmp_path / "tree"
     tree.mkdir()
@@ -242,6 +251,7 @@ def bad_inputs(root: Path) -> dict[str, tuple[list[str], str]]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["ask", "inspect"])
 def test_bad_inputs_exit_2_with_one_line_and_no_traceback(tmp_path: Path, command: str) -> None:
     for case, (args, expected) in bad_inputs(tmp_path).items():
@@ -263,6 +273,7 @@ def test_empty_stdin_exits_2() -> None:
     assert proc.stderr == b"rlm: error: standard input is empty; pipe some text in or give files\n"
 
 
+@pytest.mark.slow
 def test_inspect_reads_piped_stdin() -> None:
     proc = run_rlm("inspect", "--json", stdin=gzip.compress(b"a,b\n1,2\n"), env=no_keys())
     assert proc.returncode == 0, proc.stderr

@@ -44,6 +44,7 @@ def test_small_inputs_are_counted_exactly(tmp_path: Path) -> None:
     assert inputs.sources[1].tokens == exact("<|endoftext|> is just text here\n")
 
 
+@pytest.mark.slow
 def test_a_large_mixed_file_is_sampled_within_three_percent(tmp_path: Path) -> None:
     text = mixed_text(6_000_000)
     path = tmp_path / "mixed.txt"
@@ -56,6 +57,7 @@ def test_a_large_mixed_file_is_sampled_within_three_percent(tmp_path: Path) -> N
     assert abs(estimate - truth) / truth < 0.03, (estimate, truth)
 
 
+@pytest.mark.slow
 def test_many_files_of_different_kinds_are_sampled_within_three_percent(tmp_path: Path) -> None:
     rng = random.Random(3)
     truth = 0
@@ -72,6 +74,7 @@ def test_many_files_of_different_kinds_are_sampled_within_three_percent(tmp_path
     assert all(source.tokens and source.tokens > 0 for source in inputs.sources)
 
 
+@pytest.mark.slow
 def test_compressed_inputs_are_sampled_from_their_stream(tmp_path: Path) -> None:
     text = mixed_text(3_000_000, seed=11)
     path = tmp_path / "mixed.txt.gz"

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import ask_scripted, read_trace, repl, run_rlm
 from rich.console import Console
 
@@ -72,6 +73,7 @@ def draw(run: RunTree, **options: Any) -> str:
 SUB_COST = 36 * 100 / 1_000_000
 
 
+@pytest.mark.slow
 def test_a_fan_out_is_sent_while_it_fits_and_the_refusals_name_the_budget(tmp_path: Path) -> None:
     prices = tmp_path / "prices.yaml"
     prices.write_text(
@@ -182,6 +184,7 @@ def test_a_token_budget_refuses_on_the_bound_too() -> None:
     assert run_async(scenario()) == [None, None, "max_tokens", None]
 
 
+@pytest.mark.slow
 def test_a_call_no_budget_left_can_cover_is_refused_and_cuts_the_status(
     write_script: Callable[..., str],
 ) -> None:
@@ -201,6 +204,7 @@ def test_a_call_no_budget_left_can_cover_is_refused_and_cuts_the_status(
 # ----- case 3: failed sub-calls reach the result, the summary, the trace and the tree -----
 
 
+@pytest.mark.slow
 def test_failed_subcalls_are_counted_by_kind_everywhere(tmp_path: Path) -> None:
     prices = tmp_path / "prices.yaml"
     # A 1,000-token window: a prompt over 3,600 characters is refused before sending.
@@ -236,6 +240,7 @@ def test_failed_subcalls_are_counted_by_kind_everywhere(tmp_path: Path) -> None:
     assert "2 sub-calls failed (" in export_html(load_trace(trace))
 
 
+@pytest.mark.slow
 def test_a_child_runs_failures_count_in_the_top_run(tmp_path: Path) -> None:
     prices = tmp_path / "prices.yaml"
     prices.write_text("models:\n  w: {window: 1000, max_output: 100}\n")
@@ -343,6 +348,7 @@ def test_the_tree_marks_lost_work_never_with_a_check_mark() -> None:
 # ----- case 17: no answer is None, never an empty or made-up one -----
 
 
+@pytest.mark.slow
 def test_a_failed_final_var_on_the_last_turn_is_no_answer(
     write_script: Callable[..., str],
 ) -> None:

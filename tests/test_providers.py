@@ -47,6 +47,7 @@ def ask(
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_answers_with_exact_usage(provider: str) -> None:
     with FakeLLM(list(ROOT), find_code, cached_tokens=64) as fake:
@@ -65,6 +66,7 @@ def test_answers_with_exact_usage(provider: str) -> None:
     assert all(r["body"].get("stream") for r in root_requests)  # the root streams
 
 
+@pytest.mark.slow
 def test_anthropic_marks_cache_breakpoints_on_root_calls_only() -> None:
     with FakeLLM(list(ROOT), find_code) as fake:
         proc = ask(fake, "anthropic", "--model", "root-x", "--sub-model", "worker-y")
@@ -77,6 +79,7 @@ def test_anthropic_marks_cache_breakpoints_on_root_calls_only() -> None:
     assert all("cache_control" not in json.dumps(body) for body in sub)
 
 
+@pytest.mark.slow
 def test_openai_message_prefix_is_stable_across_iterations() -> None:
     with FakeLLM(list(ROOT), find_code) as fake:
         ask(fake, "openai", "--model", "root-x", "--sub-model", "worker-y")
@@ -84,6 +87,7 @@ def test_openai_message_prefix_is_stable_across_iterations() -> None:
     assert second[: len(first)] == first
 
 
+@pytest.mark.slow
 def test_cost_follows_the_price_table() -> None:
     with FakeLLM(list(ROOT), find_code, cached_tokens=64) as fake:
         proc = ask(fake, "openai", "--model", "gpt-5", "--sub-model", "gpt-5-nano")
@@ -101,6 +105,7 @@ def test_cost_follows_the_price_table() -> None:
     assert data["usage"]["cost_usd"] == pytest.approx(expected_root + expected_worker)
 
 
+@pytest.mark.slow
 def test_a_user_price_file_overrides_the_table(tmp_path: Path) -> None:
     prices = tmp_path / "prices.yaml"
     prices.write_text(
@@ -116,6 +121,7 @@ def test_a_user_price_file_overrides_the_table(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_three_429s_then_success_are_counted_once(provider: str, tmp_path: Path) -> None:
     faults = [Fault("status", 429, headers={"retry-after": "0"}) for _ in range(3)]
@@ -132,6 +138,7 @@ def test_three_429s_then_success_are_counted_once(provider: str, tmp_path: Path)
     assert len(retries) == 3 and all(r["delay_s"] == 0 for r in retries)
 
 
+@pytest.mark.slow
 def test_server_errors_are_retried_then_exit_5() -> None:
     faults = [Fault("status", 500, target="root") for _ in range(3)]
     with FakeLLM(list(ROOT), find_code, faults=faults) as fake:
@@ -141,6 +148,7 @@ def test_server_errors_are_retried_then_exit_5() -> None:
     assert json.loads(proc.stdout)["status"] == "error"
 
 
+@pytest.mark.slow
 def test_a_timeout_is_retried() -> None:
     faults = [Fault("delay", delay_s=3.0, target="root")]
     with FakeLLM(list(ROOT), find_code, faults=faults) as fake:
@@ -149,6 +157,7 @@ def test_a_timeout_is_retried() -> None:
     assert json.loads(proc.stdout)["answer"] == "42"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_a_stream_cut_in_the_middle_is_retried(provider: str) -> None:
     with FakeLLM(list(ROOT), find_code, faults=[Fault("cut", target="root")]) as fake:
@@ -158,6 +167,7 @@ def test_a_stream_cut_in_the_middle_is_retried(provider: str) -> None:
     assert json.loads(proc.stdout)["usage"]["input_tokens"] == fake.total_reported()["input_tokens"]
 
 
+@pytest.mark.slow
 def test_malformed_json_is_retried() -> None:
     with FakeLLM(list(ROOT), find_code, faults=[Fault("malformed", target="sub")]) as fake:
         proc = ask(fake, "openai", "--model", "r", "--sub-model", "w")
@@ -165,6 +175,7 @@ def test_malformed_json_is_retried() -> None:
     assert json.loads(proc.stdout)["answer"] == "42"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("provider", "variable"), [("openai", "OPENAI_API_KEY"), ("anthropic", "ANTHROPIC_API_KEY")]
 )
@@ -182,12 +193,14 @@ def test_a_bad_key_exits_4_and_never_shows_the_key(
         assert secret.encode() not in output
 
 
+@pytest.mark.slow
 def test_a_missing_key_exits_4_naming_the_variable() -> None:
     proc = run_rlm("ask", "--provider", "openai", "q?", stdin=b"x", env={"OPENAI_API_KEY": ""})
     assert proc.returncode == 4
     assert b"OPENAI_API_KEY" in proc.stderr
 
 
+@pytest.mark.slow
 def test_context_length_on_a_sub_call_is_an_error_string_for_the_code() -> None:
     body = {
         "error": {
@@ -205,6 +218,7 @@ def test_context_length_on_a_sub_call_is_an_error_string_for_the_code() -> None:
     assert json.loads(proc.stdout)["answer"].startswith("recovered: Error: llm_query failed")
 
 
+@pytest.mark.slow
 def test_context_length_on_the_root_ends_the_run_clearly() -> None:
     body = {
         "error": {"message": "maximum context length exceeded", "code": "context_length_exceeded"}
@@ -217,6 +231,7 @@ def test_context_length_on_the_root_ends_the_run_clearly() -> None:
     assert b"the prompt is too long for r" in proc.stderr
 
 
+@pytest.mark.slow
 def test_an_unknown_model_names_the_model_and_provider() -> None:
     body = {"error": {"message": "The model `nope` does not exist", "code": "model_not_found"}}
     with FakeLLM(list(ROOT), find_code, faults=[Fault("status", 404, body=body)]) as fake:
@@ -225,6 +240,7 @@ def test_an_unknown_model_names_the_model_and_provider() -> None:
     assert b"openai: unknown model 'nope'" in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_sub_call_too_big_for_the_worker_is_refused_before_sending(tmp_path: Path) -> None:
     prices = tmp_path / "prices.yaml"
     prices.write_text("models:\n  tiny: {window: 1000, max_output: 100}\n")
@@ -236,6 +252,7 @@ def test_a_sub_call_too_big_for_the_worker_is_refused_before_sending(tmp_path: P
     assert not [r for r in fake.requests if r["body"]["model"] == "tiny"]
 
 
+@pytest.mark.slow
 def test_models_and_providers_commands() -> None:
     proc = run_rlm("models")
     assert proc.returncode == 0
@@ -247,6 +264,7 @@ def test_models_and_providers_commands() -> None:
     assert re.search(rb"OPENAI_API_KEY\s+\S+\s+set", proc.stdout)
 
 
+@pytest.mark.slow
 def test_local_preset_needs_a_model_name() -> None:
     proc = run_rlm("ask", "--provider", "ollama", "q?", stdin=b"x")
     assert proc.returncode == 3

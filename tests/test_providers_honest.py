@@ -60,6 +60,7 @@ def stderr_lines(proc: subprocess.CompletedProcess[bytes]) -> list[str]:
 # ----- case 2: the worker model on a server of the user's -----
 
 
+@pytest.mark.slow
 def test_a_custom_base_url_sends_sub_calls_to_the_root_model() -> None:
     # A server that serves only my-model: OpenAI's default worker (gpt-5-mini) is a 404 there.
     with FakeLLM(list(ONE_SUBCALL), lambda prompt: "hi", models=("my-model",)) as fake:
@@ -84,6 +85,7 @@ def test_a_custom_base_url_sends_sub_calls_to_the_root_model() -> None:
     assert "worker my-model" in stderr_lines(proc)[0]
 
 
+@pytest.mark.slow
 def test_a_worker_model_the_server_does_not_serve_is_never_a_silent_success() -> None:
     with FakeLLM(list(ONE_SUBCALL), models=("my-model",)) as fake:
         proc = ask(fake, "--model", "my-model", "--sub-model", "other", "--no-cache")
@@ -105,6 +107,7 @@ def test_a_worker_model_the_server_does_not_serve_is_never_a_silent_success() ->
 PASTED_KEY = "sk-abc123secret"
 
 
+@pytest.mark.slow
 def test_a_key_given_as_api_key_env_is_refused_and_never_echoed() -> None:
     with FakeLLM(list(ONE_SUBCALL)) as fake:
         plain = ask(fake, "--api-key-env", PASTED_KEY)
@@ -132,6 +135,7 @@ def test_a_key_given_as_api_key_env_never_reaches_the_trace(tmp_path: Path) -> N
 # ----- case 7b: a provider's name mistyped -----
 
 
+@pytest.mark.slow
 def test_a_mistyped_provider_is_named_before_any_key_is_looked_up() -> None:
     no_keys: dict[str, str | None] = {name: None for name in KEY_VARS}
     proc = run_rlm("ask", "--provider", "opneai", "question", stdin=b"text", env=no_keys)
@@ -149,6 +153,7 @@ def test_a_mistyped_provider_is_named_before_any_key_is_looked_up() -> None:
 # ----- case 12: a server that reports no usage in streams -----
 
 
+@pytest.mark.slow
 def test_usage_a_server_does_not_report_is_estimated_and_marked(tmp_path: Path) -> None:
     trace = tmp_path / "t.jsonl"
     with FakeLLM(list(ONE_SUBCALL), stream_usage=False) as fake:
@@ -175,6 +180,7 @@ def test_usage_a_server_does_not_report_is_estimated_and_marked(tmp_path: Path) 
     assert len(summary) == 1 and "(estimated)" in summary[0] and " · ~" in summary[0]
 
 
+@pytest.mark.slow
 def test_max_tokens_stops_a_run_on_estimated_usage() -> None:
     root = [repl("r = llm_query('say hi')\nprint(r)")] * 3 + [repl("FINAL('done')")]
     with FakeLLM(root, stream_usage=False) as fake:
@@ -185,6 +191,7 @@ def test_max_tokens_stops_a_run_on_estimated_usage() -> None:
     assert data["usage"]["estimated"] is True and data["usage"]["input_tokens"] > 300
 
 
+@pytest.mark.slow
 def test_a_local_preset_without_usage_costs_nothing_rather_than_unknown() -> None:
     with FakeLLM(list(ONE_SUBCALL), stream_usage=False) as fake:
         as_json = ask(fake, "--model", "m", "--api-key-env", "LOCAL_KEY", "--json",
@@ -202,6 +209,7 @@ def test_a_local_preset_without_usage_costs_nothing_rather_than_unknown() -> Non
 # ----- case 13: the reply-length parameter a server honours -----
 
 
+@pytest.mark.slow
 def test_max_output_tokens_reaches_a_compatible_server_as_max_tokens() -> None:
     # llama.cpp honours max_tokens only (it ignores max_completion_tokens).
     with FakeLLM(
@@ -262,6 +270,7 @@ def test_openai_itself_keeps_max_completion_tokens_and_others_get_max_tokens(
 # ----- case 14: --request-timeout bounds a whole streamed reply -----
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_request_timeout_bounds_a_whole_stream(provider: str) -> None:
     # 40 deltas 0.3 s apart: every gap is well inside the timeout, the whole reply is 12 s.
@@ -282,6 +291,7 @@ def test_request_timeout_bounds_a_whole_stream(provider: str) -> None:
     assert data["elapsed_s"] < 6 and elapsed < 11  # not the 12 s of the whole stream
 
 
+@pytest.mark.slow
 def test_a_timed_out_stream_is_retried() -> None:
     with FakeLLM(list(ONE_SUBCALL), chunk_delay_s=0.3, stream_pieces=40) as fake:
         proc = ask(fake, "--model", "m", "--request-timeout", "1", "--max-retries", "2")
@@ -295,6 +305,7 @@ def test_a_timed_out_stream_is_retried() -> None:
 # ----- case 15: a 404 from a wrong URL, and one from an unknown model -----
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_a_wrong_base_url_is_told_from_an_unknown_model(provider: str) -> None:
     served = "/v1/chat/completions" if provider == "openai" else "/v1/messages"
@@ -349,6 +360,7 @@ CHILDREN = [
 ]
 
 
+@pytest.mark.slow
 def test_child_runs_on_a_one_slot_server_do_not_cut_each_other() -> None:
     def run(provider: str) -> tuple[subprocess.CompletedProcess[bytes], int]:
         # llama.cpp's default: one slot; a request arriving cuts the stream being written.

@@ -61,6 +61,7 @@ REQUESTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cls", [OpenAIProvider, AnthropicProvider])
 @pytest.mark.parametrize("purpose", ["sub", "root"])
 @pytest.mark.parametrize(

@@ -72,6 +72,7 @@ def test_no_key_is_in_the_identity(cls: type[SDKProvider]) -> None:
     assert not {k for k in identity if "key" in k.lower() or "auth" in k.lower()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cls", SDK_CLASSES)
 def test_no_base_url_is_the_endpoint_the_sdk_itself_would_use(
     cls: type[SDKProvider], monkeypatch: pytest.MonkeyPatch

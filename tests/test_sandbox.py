@@ -273,6 +273,7 @@ def test_llm_query_from_many_user_threads() -> None:
     assert result.elapsed_s < 1.5
 
 
+@pytest.mark.slow
 def test_timeout_while_waiting_for_a_sub_call() -> None:
     async def never(request: QueryRequest) -> list[str]:
         await asyncio.sleep(60)
@@ -314,6 +315,7 @@ def test_failing_query_handler_fails_the_call_not_the_cell_timeout() -> None:
 # ----- timeouts, crashes, restarts -----
 
 
+@pytest.mark.slow
 def test_infinite_loop_times_out_and_the_namespace_survives() -> None:
     async def body(sandbox: Sandbox) -> tuple[CellResult, float, CellResult]:
         await sandbox.execute("keep = 'still here'", 10)
@@ -333,6 +335,7 @@ def test_infinite_loop_times_out_and_the_namespace_survives() -> None:
     assert after.output == "still here ctx\n"
 
 
+@pytest.mark.slow
 def test_cell_ignoring_keyboard_interrupt_is_killed_and_the_worker_restarted() -> None:
     async def body(sandbox: Sandbox) -> tuple[int | None, CellResult, int | None, CellResult]:
         await sandbox.execute("keep = 1", 10)
@@ -667,6 +670,7 @@ def test_files_outside_keep_their_content_and_their_metadata(tmp_path: Path) -> 
     assert scratch.output == "ok\n"  # its own temporary directory is writable
 
 
+@pytest.mark.slow
 def test_multiprocessing_works_inside_and_shared_pages_count_once() -> None:
     """A pool of forks over a large context is legitimate: its locks need the private /dev/shm,
     and the pages the forks share must not count once per fork against the memory limit."""
@@ -680,6 +684,7 @@ def test_multiprocessing_works_inside_and_shared_pages_count_once() -> None:
     assert result.output == f"{size}\n" and not result.restarted
 
 
+@pytest.mark.slow
 def test_a_fork_bomb_is_stopped_at_the_process_limit() -> None:
     """The kernel refuses forks past RLIMIT_NPROC (as root too: the worker's real uid is
     `nobody` on the host); where it could not, the host's watch replaces the worker."""

@@ -7,11 +7,13 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from conftest import ask_scripted, read_trace, repl, run_rlm
 
 LAYERS = ["namespaces", "landlock", "privileges", "seccomp", "limits", "terminal"]
 
 
+@pytest.mark.slow
 def test_doctor_reports_every_layer_active_here() -> None:
     proc = run_rlm("doctor", "--json")
     assert proc.returncode == 0, proc.stdout
@@ -23,12 +25,14 @@ def test_doctor_reports_every_layer_active_here() -> None:
     assert text.count("active") >= len(LAYERS) and "UNAVAILABLE" not in text
 
 
+@pytest.mark.slow
 def test_doctor_names_a_missing_layer_and_exits_3() -> None:
     proc = run_rlm("doctor", env={"RLM_SANDBOX_SKIP": "landlock"})
     assert proc.returncode == 3
     assert b"landlock    UNAVAILABLE" in proc.stdout
 
 
+@pytest.mark.slow
 def test_a_run_without_every_layer_stops_with_exit_3_naming_them(
     write_script: Callable[..., str], tmp_path: Path
 ) -> None:
@@ -43,6 +47,7 @@ def test_a_run_without_every_layer_stops_with_exit_3_naming_them(
     assert read_trace(trace)[-1]["status"] == "error"
 
 
+@pytest.mark.slow
 def test_allow_weaker_runs_and_says_what_is_missing(write_script: Callable[..., str]) -> None:
     script = write_script([repl("FINAL('answered')")])
     proc = ask_scripted(
@@ -58,6 +63,7 @@ def test_allow_weaker_runs_and_says_what_is_missing(write_script: Callable[..., 
     assert b"sandbox WEAKER than it should be: no seccomp" in proc.stderr
 
 
+@pytest.mark.slow
 def test_the_header_and_trace_name_the_sandbox(
     write_script: Callable[..., str], tmp_path: Path
 ) -> None:
@@ -71,6 +77,7 @@ def test_the_header_and_trace_name_the_sandbox(
     assert all(layer["active"] for layer in started["sandbox"]["layers"].values())
 
 
+@pytest.mark.slow
 def test_sandbox_none_says_loudly_that_nothing_is_isolated(
     write_script: Callable[..., str],
 ) -> None:

@@ -176,6 +176,7 @@ def test_export_json_is_the_trajectory(batched_trace: Path) -> None:
         export(trace, "pdf")
 
 
+@pytest.mark.slow
 def test_failed_run_from_the_cli(write_script: Callable[..., str], tmp_path: Path) -> None:
     """The script runs out of root replies: exit 5, and the trace says why."""
     script = write_script([repl("x = llm_query('hello')\nprint(x)")])
@@ -273,6 +274,7 @@ def test_header_only_trace(tmp_path: Path) -> None:
     assert 'id="partial-note"' in page and "No sub-calls in this run." in page
 
 
+@pytest.mark.slow
 def test_trace_of_a_run_killed_with_sigkill(
     write_script: Callable[..., str], tmp_path: Path
 ) -> None:
@@ -612,6 +614,7 @@ def chromium_dom(page: Path, tmp_path: Path) -> Element:
     return Dom(proc.stdout).root
 
 
+@pytest.mark.slow
 def test_html_export_in_chromium(batched_trace: Path, tmp_path: Path) -> None:
     page = tmp_path / "run.html"
     page.write_text(export_html(load_trace(batched_trace)), encoding="utf-8")
@@ -651,6 +654,7 @@ def test_html_export_in_chromium(batched_trace: Path, tmp_path: Path) -> None:
     assert "llm_query_batched" in code.text and code.by_class("rlm")
 
 
+@pytest.mark.slow
 def test_failed_and_partial_traces_render_in_chromium(
     batched_trace: Path, write_script: Callable[..., str], tmp_path: Path
 ) -> None:

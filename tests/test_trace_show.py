@@ -7,6 +7,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from conftest import ask_scripted, repl, run_rlm, start_scripted, wait_until
 
 BATCH = "r = llm_query_batched([f'item {i}' for i in range(12)])\nprint(len(r))"
@@ -19,6 +20,7 @@ def traced_run(write_script: Callable[..., str], tmp_path: Path, root: list[str]
     return trace
 
 
+@pytest.mark.slow
 def test_show_a_completed_run(write_script: Callable[..., str], tmp_path: Path) -> None:
     trace = traced_run(
         write_script,
@@ -42,6 +44,7 @@ def test_show_a_completed_run(write_script: Callable[..., str], tmp_path: Path) 
     assert "without a summary" not in out
 
 
+@pytest.mark.slow
 def test_show_one_iteration_in_full(write_script: Callable[..., str], tmp_path: Path) -> None:
     long_code = "x = 1\n" * 40 + "print(x)"
     trace = traced_run(write_script, tmp_path, [repl(long_code), repl("FINAL(x)")])
@@ -53,6 +56,7 @@ def test_show_one_iteration_in_full(write_script: Callable[..., str], tmp_path: 
     assert proc.returncode == 2 and b"no iteration 7" in proc.stderr
 
 
+@pytest.mark.slow
 def test_show_a_failed_run(write_script: Callable[..., str], tmp_path: Path) -> None:
     trace = traced_run(write_script, tmp_path, [repl("print(1)")])  # the script runs out
     proc = run_rlm("trace", "show", str(trace), env={"COLUMNS": "120"})
@@ -61,6 +65,7 @@ def test_show_a_failed_run(write_script: Callable[..., str], tmp_path: Path) -> 
     assert "error" in out and "root replies" in out
 
 
+@pytest.mark.slow
 def test_show_a_run_killed_with_sigkill(write_script: Callable[..., str], tmp_path: Path) -> None:
     trace = tmp_path / "t.jsonl"
     script = write_script([repl("print('first')"), repl("import time\ntime.sleep(60)")])
@@ -80,6 +85,7 @@ def test_show_a_missing_or_bad_file(tmp_path: Path) -> None:
     assert proc.returncode == 2 and b"nope.jsonl" in proc.stderr and b"Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_export_json_and_html(write_script: Callable[..., str], tmp_path: Path) -> None:
     trace = traced_run(write_script, tmp_path, [repl(BATCH), repl("FINAL('done')")])
     proc = run_rlm("trace", "export", str(trace), "--format", "json")

@@ -80,6 +80,7 @@ def test_snapshot_expanded_and_one_iteration() -> None:
     check_snapshot("iteration_2.txt", one)
 
 
+@pytest.mark.slow
 def test_live_tree_under_a_pty(write_script: Callable[..., str], tmp_path: Path) -> None:
     script = write_script(
         [
@@ -117,6 +118,7 @@ def test_live_tree_under_a_pty(write_script: Callable[..., str], tmp_path: Path)
     assert "rlm: iteration" not in screen
 
 
+@pytest.mark.slow
 def test_plain_lines_when_stderr_is_a_file(write_script: Callable[..., str]) -> None:
     script = write_script([repl("FINAL('x')")])
     proc = ask_scripted(script, "q?", stdin=b"text")
@@ -124,6 +126,7 @@ def test_plain_lines_when_stderr_is_a_file(write_script: Callable[..., str]) -> 
     assert proc.stderr.startswith(b"rlm: run ") and b"\x1b[" not in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("view", ["none", "plain"])
 def test_view_flag(write_script: Callable[..., str], view: str) -> None:
     script = write_script([repl("FINAL('x')")])
@@ -152,6 +155,7 @@ def tree_to_file(script: str, env: dict[str, str]) -> str:
     return proc.stderr.decode()
 
 
+@pytest.mark.slow
 def test_color_and_width_follow_the_environment(write_script: Callable[..., str]) -> None:
     script = write_script([repl("FINAL('x')")])
     plain = tree_to_file(script, {"FORCE_COLOR": "", "NO_COLOR": "", "COLUMNS": "60"})

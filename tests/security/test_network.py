@@ -11,6 +11,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from security.hostile import Arena
 
 CONNECT_OUT = r"""
@@ -41,6 +43,7 @@ attempt('child tcp', subprocess.run, [sys.executable, '-c',
 """
 
 
+@pytest.mark.slow
 def test_tcp_and_udp_to_the_host_listener_fail(arena: Arena) -> None:
     """TCP and UDP to 127.0.0.1, ::1, localhost, the machine's own IP, a v4-mapped v6 address,
     raw/packet sockets, and the same from a child process -> the listeners saw nothing."""
@@ -65,6 +68,7 @@ time.sleep(2.5)
 """
 
 
+@pytest.mark.slow
 def test_a_listening_port_is_unreachable_from_the_host(arena: Arena) -> None:
     """The cell binds and listens on a port the test chose (127.0.0.1, 0.0.0.0, ::) for 2.5 s ->
     this process, connecting to that port all the while, never gets through."""
@@ -125,6 +129,7 @@ attempt('child unix', subprocess.run, [sys.executable, '-c',
 """
 
 
+@pytest.mark.slow
 def test_unix_sockets_path_named_and_abstract_are_unreachable(arena: Arena) -> None:
     """connect()/sendto() to a listening path-named AF_UNIX socket and an abstract one (stream,
     dgram, seqpacket; from the worker and from a child) -> the listeners saw nothing."""

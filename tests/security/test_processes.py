@@ -8,6 +8,8 @@ TracerPid, limits), its exit code, secrets scanned for as everywhere, and the re
 
 from __future__ import annotations
 
+import pytest
+
 from security.hostile import ENV_SECRETS, Arena
 
 KILL_HOST = r"""
@@ -20,6 +22,7 @@ for pid in host_pids():
 """
 
 
+@pytest.mark.slow
 def test_host_cannot_be_killed(arena: Arena) -> None:
     """os.kill / killpg / pidfd_send_signal(SIGKILL) on getppid() and on the rlm process found
     by scanning /proc -> the host lives on: exit 0 with the scripted answer."""
@@ -38,6 +41,7 @@ for pid in stopped:  # so that an unsandboxed run does not hang the test
 """
 
 
+@pytest.mark.slow
 def test_host_cannot_be_stopped(arena: Arena) -> None:
     """SIGSTOP the host for 1.5 s -> the host's state, sampled every 20 ms, is never T."""
     outcome = arena.run("stop", STOP_HOST)
@@ -58,6 +62,7 @@ time.sleep(1)
 """
 
 
+@pytest.mark.slow
 def test_host_rlimits_cannot_be_changed(arena: Arena) -> None:
     """resource.prlimit(host, NOFILE/MSGQUEUE) and `prlimit --pid` -> the host's
     /proc/<pid>/limits, sampled throughout, never shows the cell's odd values."""
@@ -103,6 +108,7 @@ exfiltrate()
 """
 
 
+@pytest.mark.slow
 def test_host_cannot_be_ptraced(arena: Arena) -> None:
     """PTRACE_ATTACH (then PEEKDATA of its environment) and PTRACE_SEIZE on the host -> its
     TracerPid, sampled throughout, stays 0, and no env secret shows up anywhere."""
@@ -136,6 +142,7 @@ exfiltrate()
 """
 
 
+@pytest.mark.slow
 def test_host_memory_cannot_be_read_with_process_vm_readv(arena: Arena) -> None:
     """process_vm_readv of the host's environment block -> no env secret anywhere."""
     outcome = arena.run("vmread", VM_READ_HOST)
@@ -172,6 +179,7 @@ time.sleep(0.5)
 """
 
 
+@pytest.mark.slow
 def test_daemons_do_not_outlive_the_run(arena: Arena) -> None:
     """A double-fork+setsid daemon, Popen(start_new_session=True), a new process group, nohup,
     `sh -c 'sleep &'`, a plain child, posix_spawn, each sleeping 1000 s -> the run ends within
@@ -206,6 +214,7 @@ attempt('forked holder keeps every fd', fork_holder)
 """
 
 
+@pytest.mark.slow
 def test_a_child_holding_the_workers_fds_does_not_hold_up_the_host(arena: Arena) -> None:
     """Daemons that inherit every fd of the worker (the protocol pipes among them) and sleep
     -> the host does not wait on those pipes: the run ends within 30 s, and the daemons are

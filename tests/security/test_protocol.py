@@ -85,6 +85,7 @@ note('flood sent')
 BAD_FRAMES = {"garbage": GARBAGE, "forged": FORGED, "header4g": HUGE_HEADER, "flood": QUERY_FLOOD}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", list(BAD_FRAMES))
 def test_bad_frames_do_not_break_the_host(arena: Arena, attack: str) -> None:
     """garbage bytes / frames of the wrong shape (a result with an unknown id or wrong types,
@@ -269,6 +270,7 @@ note('patched', patched)
 USE_THE_SCAFFOLD = "r = llm_query('Summarize this: ' + (context if isinstance(context, str) else repr(context))[:5000])\nprint(r)"
 
 
+@pytest.mark.slow
 def test_scaffold_tampering_cannot_copy_prompts_out(arena: Arena) -> None:
     """Wrap llm_query / FINAL / the worker's connection (via __closure__ and gc) to copy every
     prompt and frame to a file outside, the host's /tmp and the listener; the next cell sends

@@ -49,6 +49,7 @@ del chunks
 )
 
 
+@pytest.mark.slow
 def test_eight_gigabytes_cannot_be_allocated(arena: Arena) -> None:
     """bytearray(8 GiB), then 256 MiB chunks up to 8 GiB -> the worker's RSS, sampled from
     outside, never passes 3 GiB (the address-space limit is about 2 GiB); the host answers."""
@@ -174,6 +175,7 @@ time.sleep(1.5)
 """
 
 
+@pytest.mark.slow
 def test_a_cpu_spinning_child_is_limited_and_reaped(arena: Arena) -> None:
     """A detached child spinning the CPU forever -> its /proc/<pid>/limits (read from outside)
     carry a finite CPU-seconds limit, and it is not alive once the run is over."""

@@ -129,6 +129,7 @@ exfiltrate()
 """
 
 
+@pytest.mark.slow
 def test_api_keys_in_the_host_environment_are_unreadable(arena: Arena) -> None:
     """/proc/<ppid>/environ, every /proc/*/environ (and /task/*/environ), the worker's own
     environment -> no env secret in stdout, stderr, trace, files, listeners."""
@@ -138,6 +139,7 @@ def test_api_keys_in_the_host_environment_are_unreadable(arena: Arena) -> None:
     arena.assert_contained(outcome)
 
 
+@pytest.mark.slow
 def test_host_memory_is_unreadable(arena: Arena) -> None:
     """/proc/<host>/mem (rw mappings, searched for the keys) -> no env secret anywhere."""
     outcome = arena.run("mem", READ_HOST_MEMORY)
@@ -146,6 +148,7 @@ def test_host_memory_is_unreadable(arena: Arena) -> None:
     arena.assert_contained(outcome)
 
 
+@pytest.mark.slow
 def test_host_cmdline_fds_cwd_and_root_are_unreadable(arena: Arena) -> None:
     """/proc/<host>/cmdline, /proc/<host>/fd/* (fd 0 holds a secret), /proc/<host>/cwd and
     /proc/<host>/root/<path> -> neither the stdin secret, nor the cmdline's digest, nor the
@@ -166,6 +169,7 @@ def test_host_cmdline_fds_cwd_and_root_are_unreadable(arena: Arena) -> None:
     arena.assert_contained(outcome)
 
 
+@pytest.mark.slow
 def test_user_and_host_files_are_unreadable(arena: Arena) -> None:
     """~/.ssh/id_rsa, a file and a file name beside the inputs, the inputs' parent listing, a
     file in the host's /tmp, /root, /etc/shadow, an editable rlm_cli checkout (directly, via
@@ -205,6 +209,7 @@ attempt('write drop dir', append, T['drop_file'], M)
 """
 
 
+@pytest.mark.slow
 def test_home_files_cannot_be_written(arena: Arena) -> None:
     """~/.bashrc (append, rename), ~/.ssh/authorized_keys (create), ~/.config/rlm/config.yaml
     (overwrite, replace by rename, truncate), new files/dirs/links in HOME, chmod/utime/setxattr
@@ -229,6 +234,7 @@ attempt('a file in the Python prefix', append, os.path.join(T['prefix'], 'rlmsec
 """
 
 
+@pytest.mark.slow
 def test_installed_package_and_python_cannot_be_written(arena: Arena) -> None:
     """Append to a file of the rlm_cli package, add a module to it, utime/chmod its
     __init__.py, drop a .pth (code run by every Python start) into site-packages -> those files'
@@ -296,6 +302,7 @@ attempt('write /dev/shm', put, '/dev/shm/rlm-sec-shm-' + T['mark'])
 """
 
 
+@pytest.mark.slow
 def test_host_tmp_cannot_be_written(arena: Arena) -> None:
     """Create files/dirs in /tmp (the worker's /tmp must be private), /var/tmp, /dev/shm ->
     no file with the cell's mark exists on the host after the run."""
@@ -348,6 +355,7 @@ def check_trace(arena: Arena, outcome: Outcome) -> None:
     ), f"the trace was truncated or mangled\n{outcome.explain()}"
 
 
+@pytest.mark.slow
 def test_trace_cannot_be_written_by_a_cell(arena: Arena) -> None:
     """Append a forged event to the trace path, or through the host's open fd
     (/proc/<host>/fd/N), truncate it -> the trace holds no forged line and is whole."""
@@ -371,6 +379,7 @@ INPUT_ATTACKS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", sorted(INPUT_ATTACKS))
 def test_inputs_cannot_be_changed(arena: Arena, attack: str) -> None:
     """delete / truncate / append / rename / chmod+utime+setxattr the input files (readable to

@@ -15,6 +15,8 @@ import pty
 import select
 import time
 
+import pytest
+
 from security.hostile import Arena
 
 ESCAPES = r"""
@@ -35,6 +37,7 @@ DIE_WITH_ESCAPES = (
 CONTROLS = (b"\x1b", b"\x07", b"\xc2\x9b", b"\xc2\x9d")
 
 
+@pytest.mark.slow
 def test_escape_sequences_do_not_reach_stderr(arena: Arena) -> None:
     """OSC 52 (clipboard), OSC 0 (title), CSI 2J, an 8-bit CSI, OSC 8 in printed output, raw on
     fd 2, in a sub-call prompt, in an exception's message, and in the last words of a worker
@@ -70,6 +73,7 @@ attempt('setsid+TIOCSCTTY', lambda: fcntl.ioctl(os.open(T['pty'], os.O_RDWR), te
 """
 
 
+@pytest.mark.slow
 def test_tiocsti_and_terminal_devices_fail(arena: Arena) -> None:
     """With a pseudo-terminal as rlm's stdin: TIOCSTI on fds 0/1/2, open /dev/tty, the pty's
     /dev/pts path (and every /dev/pts/N), /proc/<host>/fd/0, then write and TIOCSTI there
@@ -111,6 +115,7 @@ for pid in host_pids():
 """
 
 
+@pytest.mark.slow
 def test_cells_cannot_write_to_rlms_stdout(arena: Arena) -> None:
     """os.write to the worker's fds 1/2, sys.__stdout__, /proc/<host>/fd/1 and /2 -> rlm's
     stdout is exactly the answer and stderr holds no forged line."""
@@ -151,6 +156,7 @@ attempt('open the trace for later', open, T['trace'], 'a')
 """
 
 
+@pytest.mark.slow
 def test_no_forged_trace_line_after_the_run(arena: Arena) -> None:
     """A detached process sleeps 2 s (past the end of the run), then appends a forged event to
     the trace path and to the host's trace fd -> 3.5 s after the run the trace still has no
