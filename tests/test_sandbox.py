@@ -116,6 +116,24 @@ def test_traceback_starts_in_the_cell() -> None:
     assert "worker.py" not in result.output
 
 
+def test_tracebacks_leave_out_the_worker_s_own_frames() -> None:
+    """An error raised inside a REPL helper shows the cell's line and the error, not the
+    sandbox's files (they say nothing about the model's code); chained errors alike."""
+    direct, chained = run_cells(
+        [
+            "llm_query_batched('one prompt')",
+            "try:\n    llm_query_batched('x')\nexcept TypeError as e:\n"
+            "    raise ValueError('wrapped') from e",
+        ]
+    )
+    assert direct.error and chained.error
+    assert '"<cell 1>", line 1' in direct.output
+    assert "TypeError: llm_query_batched takes a list of prompts" in direct.output
+    assert "ValueError: wrapped" in chained.output and "direct cause" in chained.output
+    for output in (direct.output, chained.output):
+        assert "rlm_cli" not in output and "sandbox" not in output
+
+
 def test_syntax_error_is_reported() -> None:
     bad, good = run_cells(["print('not run')\nx = (1,\n", "print('still fine')"])
     assert bad.error

@@ -340,10 +340,7 @@ class Worker:
             print("SystemExit: exiting is not allowed here; the REPL keeps running.")
         except BaseException as exc:
             error = True
-            # Skip this function's own frame so the traceback starts in the cell.
-            frames = exc.__traceback__
-            cell_frames = None if isinstance(exc, SyntaxError) or frames is None else frames.tb_next
-            traceback.print_exception(type(exc), exc, cell_frames, file=out)
+            out.write("".join(_cell_traceback(exc).format()))
         finally:
             self.in_cell = False
             sys.stdout, sys.stderr = saved
@@ -423,6 +420,28 @@ class Worker:
             if command["type"] == "exec":
                 cpu = float(command.get("cpu_seconds", 0))
                 self.conn.send(self.run_cell(command["id"], command["code"], cpu))
+
+
+def _cell_traceback(exc: BaseException) -> traceback.TracebackException:
+    """The traceback of an exception a cell raised, as the model should see it: the frames of
+    its own code and of the libraries it called, without the worker's (this package's files say
+    nothing about the model's code, and show where the sandbox lives)."""
+    shown = traceback.TracebackException.from_exception(exc)
+    seen: set[int] = set()
+    pending = [shown]
+    while pending:
+        part = pending.pop()
+        if id(part) in seen:
+            continue
+        seen.add(id(part))
+        part.stack = traceback.StackSummary.from_list(
+            [frame for frame in part.stack if not frame.filename.startswith(_WORKER_DIR)]
+        )
+        pending += [link for link in (part.__cause__, part.__context__) if link is not None]
+    return shown
+
+
+_WORKER_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def _arm_cpu_limit(seconds: float) -> None:
