@@ -98,7 +98,7 @@ def record_failure(
     with contextlib.suppress(RlmError):  # an unwritable trace must not hide `error`
         writer = TraceWriter(trace_path)
         writer.header(question, settings, inputs.summary() if inputs else None)
-        writer.failed_before_start(str(error), error.status)
+        writer(RunResult.before_start(error).summary)
         writer.close()
 
 

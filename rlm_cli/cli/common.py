@@ -50,7 +50,6 @@ def piped_stdin() -> BinaryIO | None:
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b(?:ytes?)?)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
 
 IncludeOption = Annotated[list[str] | None, setting_option("include")]
 ExcludeOption = Annotated[list[str] | None, setting_option("exclude")]

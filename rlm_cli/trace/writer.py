@@ -12,8 +12,8 @@ import time
 from typing import IO, Any
 
 from rlm_cli import __version__
-from rlm_cli.errors import RunStatus, UsageError
-from rlm_cli.events import Event, RootTextDelta, RunFinished, SubcallStarted
+from rlm_cli.errors import UsageError
+from rlm_cli.events import Event, RootTextDelta, SubcallStarted
 
 FORMAT_VERSION = 1
 # Sub-call prompts longer than this are stored as head, tail, length and sha256 (unless full).
@@ -55,21 +55,6 @@ class TraceWriter:
         if isinstance(event, SubcallStarted) and not self.full and len(event.prompt) > PROMPT_KEEP:
             data["prompt"] = shorten(event.prompt)
         self._write(data)
-
-    def failed_before_start(self, error: str, status: RunStatus = "error") -> None:
-        """The summary line for a run that never started (bad input, bad settings)."""
-        self(
-            RunFinished(
-                "",
-                status=status,
-                answer=None,
-                iterations=0,
-                subcalls=0,
-                usage={},
-                elapsed_s=0.0,
-                error=error,
-            )
-        )
 
     def close(self) -> None:
         self._file.close()
