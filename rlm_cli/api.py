@@ -62,20 +62,32 @@ def prepare(
     try:
         if not question.strip():
             raise UsageError("the question is empty; give it as the last argument")
-        options = InputOptions(
-            include=settings.include,
-            exclude=settings.exclude,
-            max_file_bytes=settings.max_file_size,
-            max_memory_share=settings.max_memory_share,
-            warn=warn,
-        )
-        inputs = resolve(paths, stdin, options)
+        inputs = resolve_inputs(paths, stdin, settings, warn=warn)
         return prepared(question, inputs, settings)
     except RlmError as error:
         record_failure(settings.trace, question, settings.public(), inputs, error)
         if inputs is not None:
             inputs.cleanup()
         raise
+
+
+def resolve_inputs(
+    paths: list[str],
+    stdin: BinaryIO | None,
+    settings: Settings,
+    *,
+    warn: Callable[[str], None] | None = None,
+) -> Inputs:
+    """`paths` (or `stdin`) as a run with `settings` would load them, and nothing more: no
+    trace, no estimate (`rlm inspect` shows what a run would read without being one)."""
+    options = InputOptions(
+        include=settings.include,
+        exclude=settings.exclude,
+        max_file_bytes=settings.max_file_size,
+        max_memory_share=settings.max_memory_share,
+        warn=warn,
+    )
+    return resolve(paths, stdin, options)
 
 
 def prepared(question: str, inputs: Inputs, settings: Settings) -> PreparedRun:

@@ -364,6 +364,20 @@ def test_dry_run_reads_piped_stdin(tmp_path: Path) -> None:
     assert "rlm: inputs: 1 file" in result.stderr
 
 
+def test_a_dry_run_and_inspect_leave_no_trace_even_when_they_fail(tmp_path: Path, log: str) -> None:
+    """Neither is a run: a trace set by a flag or a config file is not written, nor replaced."""
+    trace = tmp_path / "t.jsonl"
+    config = tmp_path / "c.yaml"
+    config.write_text(f"trace: {trace}\n")
+    missing = str(tmp_path / "missing.log")
+    assert invoke_rlm("ask", "--dry-run", "--trace", str(trace), log, "q?").exit_code == 0
+    assert invoke_rlm("ask", "--dry-run", "--trace", str(trace), missing, "q?").exit_code == 2
+    assert invoke_rlm("ask", "--dry-run", "--config", str(config), missing, "q?").exit_code == 2
+    assert invoke_rlm("inspect", "--config", str(config), log).exit_code == 0
+    assert invoke_rlm("inspect", "--config", str(config), missing).exit_code == 2
+    assert not trace.exists()
+
+
 def test_scripted_replies_running_out_exits_5(write_script: Callable[..., str]) -> None:
     script = write_script([repl("print(len(context))")])
     result = invoke_rlm("ask", "--provider", "scripted", "--script", script, "-q", "q?",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -215,14 +216,18 @@ def program(
     from rlm_cli.ui import open_view
 
     question, paths = args[-1], args[:-1]
+    # A dry run is not a run: it leaves no trace, failed or not, even where a config sets one.
+    trace = None if flags.dry_run else overrides.get("trace")
     try:
         check_question(question)
         overrides["max_file_size"] = parse_size(flags.max_file_size)
         settings = load_settings(overrides, config)
     except RlmError as exc:
         # Without settings, the flags as given, less anything that looks like a key.
-        record_failure(overrides.get("trace"), question, public_values(overrides), None, exc)
+        record_failure(trace, question, public_values(overrides), None, exc)
         raise
+    if flags.dry_run:
+        settings = dataclasses.replace(settings, trace=None)
     run = prepare(
         question,
         paths,

@@ -62,8 +62,9 @@ def inspect_command(
     """Show what `rlm ask` would load from INPUTS: every file with its size, estimated tokens and
     encoding, every skipped file or folder and why, the totals, and a cost range for the
     configured root and worker models. Reads nothing whole and calls no model."""
-    from rlm_cli.api import prepare
+    from rlm_cli.api import resolve_inputs
     from rlm_cli.config import load_settings
+    from rlm_cli.engine.estimate import cost_range
 
     overrides = {
         "provider": provider,
@@ -79,20 +80,16 @@ def inspect_command(
     with errors_exit():
         overrides["max_file_size"] = parse_size(max_file_size)
         settings = load_settings(overrides, config)
-        run = prepare(
-            "inspect",
-            list(inputs or []),
-            piped_stdin(),
-            settings,
-            warn=warn,
-        )
+        # What a run would read, without being one: a config file's `trace` is left alone.
+        resolved = resolve_inputs(list(inputs or []), piped_stdin(), settings, warn=warn)
         try:
+            cost = cost_range(resolved.total_tokens, settings)
             if as_json:
-                _print_json(run.inputs, settings, run.estimate)
+                _print_json(resolved, settings, cost)
             else:
-                _print_table(run.inputs, settings, run.estimate)
+                _print_table(resolved, settings, cost)
         finally:
-            run.cleanup()
+            resolved.cleanup()
 
 
 def _print_table(inputs: Inputs, settings: Settings, cost: CostRange) -> None:
