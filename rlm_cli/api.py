@@ -60,8 +60,7 @@ def prepare(
     ask for one) gets its header and a failed summary before the error is raised."""
     inputs = None
     try:
-        if not question.strip():
-            raise UsageError("the question is empty; give it as the last argument")
+        require_question(question)
         inputs = resolve_inputs(paths, stdin, settings, warn=warn)
         return prepared(question, inputs, settings)
     except RlmError as error:
@@ -69,6 +68,12 @@ def prepare(
         if inputs is not None:
             inputs.cleanup()
         raise
+
+
+def require_question(question: str) -> None:
+    """A run needs a question: a blank one is a usage error, said before anything is read."""
+    if not question.strip():
+        raise UsageError("the question is empty; give it as the last argument")
 
 
 def resolve_inputs(

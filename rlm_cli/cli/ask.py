@@ -299,8 +299,9 @@ def check_question(question: str) -> None:
     """The last argument is the question. A forgotten one leaves a path there (`rlm ask log
     src/`), which would be asked as the question, with the other paths as the inputs (or
     piped stdin, empty, as the only input): a run that answers nonsense, or a wrong error."""
-    if not question.strip():
-        raise UsageError("the question is empty; give it as the last argument")
+    from rlm_cli.api import require_question
+
+    require_question(question)
     # os.path.exists is False for names too long or holding NUL: those are questions.
     if os.path.exists(question):
         kind = (
