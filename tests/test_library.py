@@ -4,7 +4,7 @@ the run_started summary, and RunResult as the one --json contract."""
 from __future__ import annotations
 
 import asyncio
-import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,10 +18,8 @@ from rlm_cli.errors import ExitCode, UsageError
 from rlm_cli.events import RunFinished, RunStarted
 
 
-def scripted(tmp_path: Path, *replies: str, **settings: object) -> RLM:
-    script = tmp_path / "s.json"
-    script.write_text(json.dumps({"root": list(replies)}))
-    return RLM(provider="scripted", script=str(script), **settings)
+def scripted(write_script: Callable[..., str], *replies: str, **settings: object) -> RLM:
+    return RLM(provider="scripted", script=write_script(list(replies)), **settings)
 
 
 def assert_failed_before_start(trace: Path, question: str, needle: str) -> None:
@@ -33,10 +31,10 @@ def assert_failed_before_start(trace: Path, question: str, needle: str) -> None:
 
 
 def test_a_library_run_whose_input_is_missing_leaves_a_header_and_a_failed_summary(
-    tmp_path: Path,
+    tmp_path: Path, write_script: Callable[..., str]
 ) -> None:
     trace = tmp_path / "t.jsonl"
-    rlm = scripted(tmp_path, repl("FINAL('x')"), trace=str(trace))
+    rlm = scripted(write_script, repl("FINAL('x')"), trace=str(trace))
     missing = tmp_path / "nope.log"
     with pytest.raises(UsageError, match=r"nope\.log"):
         rlm.completion(missing, "what failed?")
@@ -48,9 +46,11 @@ def test_a_library_run_whose_input_is_missing_leaves_a_header_and_a_failed_summa
     assert_failed_before_start(trace, "what failed?", "nope.log")
 
 
-def test_run_returns_a_failed_start_as_a_result(tmp_path: Path) -> None:
+def test_run_returns_a_failed_start_as_a_result(
+    tmp_path: Path, write_script: Callable[..., str]
+) -> None:
     trace = tmp_path / "t.jsonl"
-    rlm = scripted(tmp_path, repl("FINAL('x')"), trace=str(trace))
+    rlm = scripted(write_script, repl("FINAL('x')"), trace=str(trace))
     result = asyncio.run(rlm.run([tmp_path / "a", tmp_path / "b"], "q?"))
     assert result.status == "error" and result.exit_code == ExitCode.USAGE == 2
     assert result.to_json()["error"] == str(result.error) and result.to_json()["trace"] == str(
@@ -59,29 +59,33 @@ def test_run_returns_a_failed_start_as_a_result(tmp_path: Path) -> None:
     assert_failed_before_start(trace, "q?", str(tmp_path / "a"))
 
 
-def test_a_value_that_cannot_be_written_is_traced_too(tmp_path: Path) -> None:
+def test_a_value_that_cannot_be_written_is_traced_too(
+    tmp_path: Path, write_script: Callable[..., str]
+) -> None:
     trace = tmp_path / "t.jsonl"
-    rlm = scripted(tmp_path, repl("FINAL('x')"), trace=str(trace))
+    rlm = scripted(write_script, repl("FINAL('x')"), trace=str(trace))
     with pytest.raises(UsageError, match="cannot be written"):
         rlm.completion("lone \ud800 surrogate", "q?")
     assert_failed_before_start(trace, "q?", "cannot be written")
 
 
-def test_paths_are_read_as_rlm_ask_reads_them(tmp_path: Path) -> None:
+def test_paths_are_read_as_rlm_ask_reads_them(
+    tmp_path: Path, write_script: Callable[..., str]
+) -> None:
     folder = tmp_path / "logs"
     folder.mkdir()
     (folder / "a.log").write_text("alpha\n")
     (folder / "b.log").write_text("beta\n")
-    rlm = scripted(tmp_path, repl("FINAL(sorted(context))"))
+    rlm = scripted(write_script, repl("FINAL(sorted(context))"))
     assert rlm.completion(folder, "which files?").answer == "['a.log', 'b.log']"
     assert folder.is_dir() and (folder / "a.log").read_text() == "alpha\n"  # nothing touched
 
 
 def test_the_top_run_started_carries_its_summary_and_estimate_and_the_result_is_its_summary(
-    tmp_path: Path,
+    tmp_path: Path, write_script: Callable[..., str]
 ) -> None:
     trace = tmp_path / "t.jsonl"
-    rlm = scripted(tmp_path, repl("FINAL('done')"), trace=str(trace))
+    rlm = scripted(write_script, repl("FINAL('done')"), trace=str(trace))
     result = rlm.completion("some text to read", "q?")
     started = [e for e in result.events if isinstance(e, RunStarted)]
     assert len(started) == 1 and started[0].summary is not None
