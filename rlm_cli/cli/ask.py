@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rlm_cli.cli.common import ConfigOption, parse_size, piped_stdin, setting_option, warn
+from rlm_cli.cli.common import (
+    ConfigOption,
+    parse_size,
+    piped_stdin,
+    say_error,
+    setting_option,
+    warn,
+)
 from rlm_cli.config import FLAG_PARAMS, overrides_from_flags, setting_help
 from rlm_cli.engine.result import RunResult
 from rlm_cli.errors import (
@@ -357,7 +364,7 @@ def _fail(
         cause = error.__cause__ or error
         if cause.__traceback__ is not None:
             traceback.print_exception(cause)
-    print(f"rlm: error: {terminal_safe(str(error))}", file=sys.stderr)
+    say_error(error)
     if flags.as_json:
         _print_json(data or RunResult.before_start(error, trace_path).to_json())
     return error.exit_code

@@ -37,8 +37,13 @@ def errors_exit() -> Iterator[None]:
     try:
         yield
     except RlmError as error:
-        typer.echo(f"rlm: error: {terminal_safe(str(error))}", err=True)
+        say_error(error)
         raise typer.Exit(error.exit_code) from None
+
+
+def say_error(error: RlmError) -> None:
+    """The one line every command prints for a failure (its text made safe for a terminal)."""
+    print(f"rlm: error: {terminal_safe(str(error))}", file=sys.stderr)
 
 
 def piped_stdin() -> BinaryIO | None:
