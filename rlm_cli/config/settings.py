@@ -142,6 +142,16 @@ class Settings:
         le=3600,
         unit="seconds",
     )
+    sub_window: int | None = setting(
+        None,
+        "Context window in tokens of a worker model rlm does not know and its server does not "
+        "report; sub-call prompts and chunks are sized to fit it.",
+        CALLS,
+        ge=1024,
+        unit="tokens",
+        default_text="the catalog's, else the server's, else 32,768",
+        example=131072,
+    )
     prices: str | None = setting(
         None,
         "YAML file of model prices laid over the built-in table, for models it lacks or prices "
@@ -182,6 +192,24 @@ class Settings:
         RUN,
         ge=1,
         le=5,
+    )
+    system_prompt: str | None = setting(
+        None,
+        "The method text the root model is given: a file of your own (with the same "
+        "{placeholders}), or `official` for the reference implementation's prompt.",
+        RUN,
+        default_text="rlm's own",
+        example="official",
+    )
+    direct_below: int | None = setting(
+        None,
+        "Answer inputs smaller than this many tokens with one plain root call, no REPL (a plain "
+        "model does better on small inputs).",
+        RUN,
+        ge=1,
+        unit="tokens",
+        default_text="off",
+        example=8000,
     )
     output_limit: int = setting(
         20_000,
