@@ -217,11 +217,14 @@ def test_prose_final_ends_at_the_first_closing_line() -> None:
 
 def test_the_system_prompt_teaches_every_repl_helper() -> None:
     """The helper names live in one list (the worker's SCAFFOLD); the prompt must name each."""
-    from rlm_cli.engine.prompts import system_prompt
+    import dataclasses
+
+    from rlm_cli.engine.prompts import RunFacts, method_text, system_prompt
     from rlm_cli.sandbox.worker.protocol import SCAFFOLD
 
-    prompt = system_prompt(100_000, 20_000, recursive=True)
+    facts = RunFacts(100_000, "worker", 20_000, 30, 120, recursive=True, max_depth=2)
+    prompt = system_prompt(method_text(None), facts)
     for name in SCAFFOLD:
         assert f"`{name}" in prompt, name
-    flat = system_prompt(100_000, 20_000, recursive=False)
+    flat = system_prompt(method_text(None), dataclasses.replace(facts, recursive=False))
     assert "`rlm_query" not in flat  # at the depth limit it is a plain llm_query: not taught

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from rlm_cli.engine.prompts import first_message
+from rlm_cli.engine.prompts import RunFacts, first_message
 from rlm_cli.inputs import Inputs, resolve
 from rlm_cli.sandbox.host import QueryRequest, Sandbox, SandboxError
 
@@ -128,13 +128,16 @@ def test_tar_members_load_in_name_order_from_one_pass(tmp_path: Path) -> None:
     assert [name for name, _size in meta["files"]] == list(context)
 
 
+FACTS = RunFacts(100_000, "worker", 20_000, 30, 120, recursive=False, max_depth=1)
+
+
 def test_directory_with_archives_and_formats_in_the_first_message(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     tree.mkdir()
     (tree / "events.jsonl").write_text('{"id": 1, "kind": "start"}\n{"id": 2}\n')
     (tree / "table.tsv").write_text("name\tcount\nx\t1\n")
     meta, _output = load(resolve([str(tree)], None), "pass")
-    message = first_message("how many?", meta)
+    message = first_message("how many?", meta, FACTS)
     assert (
         "- events.jsonl (37 chars; JSON Lines (one JSON value per line); first record: "
         '{"id": 1, "kind": "start"})'
@@ -146,7 +149,7 @@ def test_single_csv_and_invalid_bytes_in_the_first_message(tmp_path: Path) -> No
     path = tmp_path / "data.csv"
     path.write_bytes(b"id,name\n1,caf\xe9\n")
     meta, _output = load(resolve([str(path)], None), "pass")
-    message = first_message("q", meta)
+    message = first_message("q", meta, FACTS)
     assert "The text is CSV (comma-separated); header (2 columns): id,name." in message
     assert "1 invalid byte(s) were replaced with U+FFFD while decoding." in message
 

@@ -203,6 +203,24 @@ class Budget:
             return max((self.cost_cap() or 0.0) - self.cost - self.held_cost, 0.0)
         return max((self.limits.max_tokens or 0) - self.tokens - self.held_tokens, 0)
 
+    def remaining(self) -> dict[str, str]:
+        """What is left of each limit that is set, as the root's feedback shows it, by name
+        (`{"max_cost": "$1.2040 of $2.00"}`; money and time net of the last turn's reserve)."""
+        limits, left = self.limits, {}
+        cost_cap = self.cost_cap()
+        if limits.max_cost and cost_cap is not None:
+            left["max_cost"] = f"${max(cost_cap - self.cost, 0):.4f} of ${limits.max_cost:g}"
+        if limits.max_tokens:
+            tokens = max(limits.max_tokens - self.tokens, 0)
+            left["max_tokens"] = f"{tokens:,} of {limits.max_tokens:,} tokens"
+        if limits.max_subcalls:
+            calls = max(limits.max_subcalls - self.subcalls, 0)
+            left["max_subcalls"] = f"{calls:,} of {limits.max_subcalls:,} sub-calls"
+        seconds = self.time_left()
+        if limits.timeout and seconds is not None:
+            left["timeout"] = f"{seconds:,.0f} of {limits.timeout:g} s"
+        return left
+
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 

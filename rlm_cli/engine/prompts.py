@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from rlm_cli.inputs import estimate_tokens
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the root model is told about its run's limits and tools (the prompt's figures)."""
+
+    subcall_chars: int  # the most characters one sub-call prompt may hold (the worker's capacity)
+    worker_model: str
+    output_limit: int  # characters of a cell's output shown back
+    max_iterations: int
+    cell_timeout: float  # seconds of a cell's own compute (waits on sub-calls do not count)
+    recursive: bool  # rlm_query starts child runs (depth left)
+    max_depth: int
+    max_subcalls: int | None = None
+    max_cost: float | None = None
+    max_tokens: int | None = None
+    timeout: float | None = None
+
 
 FILES_SHOWN = 100
 
@@ -90,12 +109,17 @@ for sub-problems too big for one llm_query; it costs more. \
 """
 
 
-def system_prompt(subcall_chars: int, output_limit: int, *, recursive: bool = False) -> str:
+def method_text(setting: str | None) -> str:
+    """The system prompt's template named by the system_prompt setting: rlm's own (None)."""
+    return SYSTEM_PROMPT
+
+
+def system_prompt(template: str, facts: RunFacts) -> str:
     """The method. `rlm_query` is only taught where it starts child runs (--max-depth > 1)."""
-    return SYSTEM_PROMPT.format(
-        subcall_chars=subcall_chars,
-        output_limit=output_limit,
-        rlm_query=RLM_QUERY if recursive else "",
+    return template.format(
+        subcall_chars=facts.subcall_chars,
+        output_limit=facts.output_limit,
+        rlm_query=RLM_QUERY if facts.recursive else "",
     )
 
 
@@ -107,7 +131,7 @@ FORMAT_NAMES = {
 }
 
 
-def first_message(question: str, meta: dict[str, Any]) -> str:
+def first_message(question: str, meta: dict[str, Any], facts: RunFacts) -> str:
     """Metadata about `context` (never its content) and the question.
 
     Structured files are named with their format and header or first record, so that the first
@@ -174,12 +198,16 @@ def refused_note(*, refused: int, size: int, limit: str, whole: str, most: str, 
     )
 
 
-def cell_feedback(outputs: list[str], iteration: int, max_iterations: int) -> str:
-    """The user message that carries the outputs of one turn's code back to the root model."""
+def cell_feedback(
+    outputs: list[str], iteration: int, facts: RunFacts, budgets_left: dict[str, str]
+) -> str:
+    """The user message that carries the outputs of one turn's code back to the root model,
+    with what is left of each budget that is set (`Budget.remaining`)."""
     parts = []
     for index, output in enumerate(outputs, start=1):
         label = f"Output of code block {index}" if len(outputs) > 1 else "Output"
         parts.append(f"{label}:\n{output if output.strip() else '(no output)'}")
+    max_iterations = facts.max_iterations
     left = max_iterations - iteration
     parts.append(f"[Iteration {iteration} of {max_iterations}; {left} left.]")
     return "\n\n".join(parts)

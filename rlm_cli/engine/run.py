@@ -75,6 +75,7 @@ class Tree:
         self.worker = caching(worker, cache)
         self.child_root = caching(worker, root_cache)
         self.fatal: RlmError | None = None
+        self.method = prompts.method_text(settings.system_prompt)  # the system prompt's template
         self.bus = bus
         self.catalog = Catalog(settings.prices)
         self.budget = Budget(
@@ -149,8 +150,27 @@ class Run:
             memory_mib=self.settings.worker_memory_mb,
             allow_weaker=self.settings.allow_weaker_sandbox,
         )
+        settings = self.settings
+        self.facts = prompts.RunFacts(
+            # How much one sub-call can take, so the root neither overflows nor over-splits.
+            subcall_chars=tree.catalog.facts(settings.worker_model).prompt_chars,
+            worker_model=settings.worker_model,
+            output_limit=settings.output_limit,
+            max_iterations=settings.max_iterations,
+            cell_timeout=settings.cell_timeout,
+            recursive=self.caller.start_child is not None,
+            max_depth=settings.max_depth - depth,
+            max_subcalls=settings.max_subcalls,
+            max_cost=settings.max_cost,
+            max_tokens=settings.max_tokens,
+            timeout=settings.timeout,
+        )
         self.sandbox = Sandbox(
-            inputs, output_limit=self.settings.output_limit, on_query=self._on_query, policy=policy
+            inputs,
+            output_limit=settings.output_limit,
+            on_query=self._on_query,
+            policy=policy,
+            subcall_chars=self.facts.subcall_chars,
         )
         self.messages: list[Message] = []
         self.iterations = 0
@@ -232,18 +252,10 @@ class Run:
 
     async def _loop(self, meta: dict[str, Any]) -> tuple[RunStatus, Final | None]:
         limit = self.settings.max_iterations
-        # Tell the root how much one sub-call can take, so it neither overflows nor over-splits.
-        subcall_chars = self.tree.catalog.facts(self.settings.worker_model).prompt_chars
+        facts = self.facts
         self.messages = [
-            Message(
-                "system",
-                prompts.system_prompt(
-                    subcall_chars,
-                    self.settings.output_limit,
-                    recursive=self.caller.start_child is not None,
-                ),
-            ),
-            Message("user", prompts.first_message(self.question, meta)),
+            Message("system", prompts.system_prompt(self.tree.method, facts)),
+            Message("user", prompts.first_message(self.question, meta, facts)),
         ]
         status: RunStatus = "max_iterations"
         for iteration in range(1, limit + 1):
@@ -306,7 +318,8 @@ class Run:
             prose = find_prose_final(text)
             if prose is not None and prose.answer is not None:
                 return self._announce(iteration, prose.answer, "prose"), ""
-        return None, prompts.cell_feedback(outputs, iteration, self.settings.max_iterations)
+        left = self.tree.budget.remaining()
+        return None, prompts.cell_feedback(outputs, iteration, self.facts, left)
 
     async def _prose_final(self, iteration: int, text: str, last_turn: bool) -> Final | None:
         """A FINAL written as text counts only in a turn without code (see METHOD.md)."""

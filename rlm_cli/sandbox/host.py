@@ -99,9 +99,11 @@ class Sandbox:
         on_query: QueryHandler,
         policy: Policy | None = None,
         python: list[str] | None = None,
+        subcall_chars: int = 100_000,
     ) -> None:
         self._inputs = inputs
         self._output_limit = output_limit
+        self._subcall_chars = subcall_chars
         self._on_query = on_query
         self._workdir = tempfile.mkdtemp(prefix="rlm-sandbox-")
         self.policy = policy or make_policy(
@@ -143,6 +145,7 @@ class Sandbox:
             "sources": cast(list[SourceWire], [source.wire() for source in self._inputs.sources]),
             "shape": self._inputs.shape,
             "output_limit": self._output_limit,
+            "subcall_chars": self._subcall_chars,
         }
         try:
             await self._send(init)

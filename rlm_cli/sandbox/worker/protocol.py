@@ -79,6 +79,7 @@ class InitFrame(TypedDict):
     sources: list[SourceWire]
     shape: Literal["single", "dict"]
     output_limit: int
+    subcall_chars: int  # the most characters one sub-call prompt may hold (chunks, llm_map)
 
 
 class ExecFrame(TypedDict):

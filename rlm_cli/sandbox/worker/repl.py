@@ -135,6 +135,7 @@ class Worker:
         self.isolation = isolation  # the namespaces layer, from confine.isolate
         self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
         self.output_limit = 20_000
+        self.subcall_chars = 100_000  # the worker model's capacity, for chunks() and llm_map()
         self.commands: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.pending: dict[int, tuple[threading.Event, list[Any]]] = {}
         self.pending_lock = threading.Lock()
@@ -398,6 +399,7 @@ class Worker:
         if init is None:
             return
         self.output_limit = int(init.get("output_limit", self.output_limit))
+        self.subcall_chars = int(init.get("subcall_chars", self.subcall_chars))
         sources = init["sources"]
         if self.policy.get("mode") == "none":
             sandbox = confine.off("sandbox none: cells run with your user's full access")
