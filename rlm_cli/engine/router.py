@@ -451,8 +451,8 @@ class SubcallRouter:
 
     def _refusal(self, prompt: str, model: str) -> str | None:
         """Why a prompt cannot fit the worker's window, checked before anything is spent."""
-        facts = self._catalog.facts(model)
-        if not facts.known or len(prompt) <= facts.prompt_chars:
+        facts = self._catalog.facts(model)  # the figure the root was told (engine/capacity.py)
+        if len(prompt) <= facts.prompt_chars:
             return None
         return (
             f"the prompt has {len(prompt):,} characters but {model} takes about "

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlm_cli.config import Settings
-from rlm_cli.engine import prompts
+from rlm_cli.engine import capacity, prompts
 from rlm_cli.engine.budget import Budget, Limits
 from rlm_cli.engine.caching import ReplyStore, caching
 from rlm_cli.engine.parsing import extract_code_blocks, find_prose_final
@@ -97,6 +97,10 @@ class Tree:
         # Child runs started at once, per depth: one shared limit would deadlock, with children
         # holding every slot while they wait for slots for their own children.
         self.children: dict[int, asyncio.Semaphore] = {}
+
+    async def learn_capacity(self) -> None:
+        """Settle the worker model's window (the server may say) before any run starts."""
+        await capacity.learn(self.catalog, self.worker, self.settings)
 
     def fail(self, error: RlmError) -> None:
         """End the whole tree with `error` (the first one kept), once the current cell is over."""
