@@ -51,7 +51,7 @@ from rlm_cli.providers.base import (
     Usage,
 )
 from rlm_cli.providers.catalog import Catalog
-from rlm_cli.sandbox.host import QueryRefused, QueryRequest
+from rlm_cli.sandbox.host import QueryRefused, QueryRequest, QueryStopped
 from rlm_cli.sandbox.notes import call_failed
 
 ChildStarter = Callable[[str, Any, str | None, int], Awaitable[str]]
@@ -236,14 +236,18 @@ class SubcallRouter:
     async def handle(self, caller: Caller, request: QueryRequest) -> list[str]:
         """Answer one llm_query / llm_query_batched / rlm_query call, replies in prompt order."""
         self._refuse_if_over_budget(caller, len(request.prompts))
+        replies: list[str | None] = [None] * len(request.prompts)
         if request.kind == "rlm" and caller.start_child is not None:
             start = caller.start_child
             contexts = request.contexts or [None] * len(request.prompts)
-            children = [
-                start(self._masked(caller, question), context, request.model, request.cell)
-                for question, context in zip(request.prompts, contexts, strict=True)
-            ]
-            return list(await asyncio.gather(*children))
+
+            async def child(index: int, question: str, context: Any) -> None:
+                masked = self._masked(caller, question)
+                replies[index] = await start(masked, context, request.model, request.cell)
+
+            jobs = zip(request.prompts, contexts, strict=True)
+            await _keeping(replies, *(child(i, q, c) for i, (q, c) in enumerate(jobs)))
+            return _all(replies)
         kind = "rlm_fallback" if request.kind == "rlm" else "llm"
         prompts = request.prompts
         if request.kind == "rlm" and request.contexts:
@@ -251,7 +255,6 @@ class SubcallRouter:
         model = request.model or self._model
         batch_id = next(self._batch_ids) if request.batched else None
         self.budget.subcalls += len(prompts)
-        replies: list[str] = [""] * len(prompts)
         queue = iter(enumerate(prompts))
         fanout = Fanout(len(prompts))
 
@@ -265,10 +268,13 @@ class SubcallRouter:
                     caller, masked, model, request.cell, batch_id, fanout, kind
                 )
 
-        await asyncio.gather(*(lane() for _ in range(min(len(prompts), self._max_concurrency))))
-        if fanout.refused:
-            caller.notes.append(self._refused_note(fanout))
-        return replies
+        lanes = (lane() for _ in range(min(len(prompts), self._max_concurrency)))
+        try:
+            await _keeping(replies, *lanes)
+        finally:
+            if fanout.refused:
+                caller.notes.append(self._refused_note(fanout))
+        return _all(replies)
 
     def _refused_note(self, fanout: Fanout) -> str:
         """What the root is told about a fan-out a budget cut: how many were refused, and what
@@ -454,10 +460,12 @@ class SubcallRouter:
         facts = self._catalog.facts(model)  # the figure the root was told (engine/capacity.py)
         if len(prompt) <= facts.prompt_chars:
             return None
+        over = len(prompt) - facts.prompt_chars
         return (
-            f"the prompt has {len(prompt):,} characters but {model} takes about "
-            f"{facts.prompt_chars:,} (a {facts.window:,}-token window); nothing was sent. "
-            "Split the text into smaller chunks."
+            f"not sent: the prompt has {len(prompt):,} characters, {over:,} more than the "
+            f"{facts.prompt_chars:,} one {model} prompt may hold (a {facts.window:,}-token "
+            f"window). Split the text into chunks of at most {facts.prompt_chars:,} characters "
+            "(chunks() does), instruction included."
         )
 
     def _retry_reporter(self, run_id: str, model: str) -> RetryCallback:
@@ -487,6 +495,25 @@ def retry_reporter(bus: EventBus, run_id: str, purpose: str, model: str) -> Retr
         )
 
     return report
+
+
+async def _keeping(replies: list[str | None], *jobs: Awaitable[None]) -> None:
+    """Run the jobs that fill `replies`. Cancelled part way (the cell is being stopped), they
+    end in QueryStopped carrying the replies that came back, so the cell keeps what was paid
+    for; the other slots hold an error string."""
+    try:
+        await asyncio.gather(*jobs)
+    except asyncio.CancelledError:
+        answered = sum(reply is not None for reply in replies)
+        stopped = call_failed("stopped: the cell was stopped before this reply came back")
+        results = [stopped if reply is None else reply for reply in replies]
+        raise QueryStopped(results, answered) from None
+
+
+def _all(replies: list[str | None]) -> list[str]:
+    """The replies of a call whose jobs all finished (each fills its slot, or raises)."""
+    assert all(reply is not None for reply in replies)
+    return [reply or "" for reply in replies]
 
 
 def _with_context(question: str, context: Any) -> str:

@@ -308,10 +308,12 @@ class Run:
             return final, prompts.NO_CODE
         outputs = []
         for code in blocks:
+            before = self._subcall_tally()
             result = await self._run_cell(iteration, code, last_turn)
             # What a budget refused during the cell goes with its output: the code may not say.
             notes, self.caller.notes = self.caller.notes, []
-            outputs.append("\n\n".join([result.output, *notes]) if notes else result.output)
+            summary = self._subcall_summary(before, result.waited_s)
+            outputs.append("\n\n".join([result.output, *notes, *summary]))
             if self.tree.fatal is not None:
                 raise self.tree.fatal
             if result.final is not None:
@@ -340,6 +342,21 @@ class Run:
             return self._announce(iteration, result.final, "FINAL_VAR")
         assert prose.answer is not None
         return self._announce(iteration, prose.answer, "prose")
+
+    def _subcall_tally(self) -> tuple[int, int]:
+        """Sub-calls this run and its children have made, and how many failed, so far."""
+        return self.caller.started + self.child_subcalls, self.caller.failures.total()
+
+    def _subcall_summary(self, before: tuple[int, int], waited_s: float) -> list[str]:
+        """The line a cell's output ends with when it made sub-calls, as the root sees it."""
+        made, failed = (now - then for now, then in zip(self._subcall_tally(), before, strict=True))
+        if not made and not failed:
+            return []
+        calls = "sub-call" if made == 1 else "sub-calls"
+        return [
+            f"[{made:,} {calls} · {self.settings.worker_model} · {waited_s:.1f} s waiting · "
+            f"{failed:,} failed]"
+        ]
 
     def _announce(self, iteration: int, answer: str, source: str) -> Final:
         self.bus.emit(FinalAnswer(self.run_id, iteration=iteration, answer=answer, source=source))
@@ -381,11 +398,9 @@ class Run:
         self.cells += 1
         cell = self.cells
         self.bus.emit(CellStarted(self.run_id, iteration=iteration, cell=cell, code=code))
-        timeout = self.settings.cell_timeout
         time_left = self.tree.budget.time_left(reserve=not last_turn)
-        if time_left is not None:
-            timeout = max(min(timeout, time_left), 0.1)
-        result = await self.sandbox.execute(code, timeout)
+        deadline = None if time_left is None else max(time_left, 0.1)
+        result = await self.sandbox.execute(code, self.settings.cell_timeout, deadline)
         self.bus.emit(
             CellFinished(
                 self.run_id,
@@ -421,6 +436,9 @@ class Run:
             )
             try:
                 result = await child.execute()
+            except asyncio.CancelledError:  # its parent's cell was stopped: its work is lost
+                self.caller.failed("timeout")
+                raise
             finally:  # a cancelled child's calls were made all the same: count them
                 self.ledger.merge(child.ledger)
                 self.child_subcalls += child.caller.started + child.child_subcalls

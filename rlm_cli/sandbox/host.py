@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import shutil
 import signal
 import sys
@@ -24,6 +25,7 @@ from typing import Any, cast
 from rlm_cli.errors import SandboxError, SandboxUnavailable
 from rlm_cli.inputs import Inputs
 from rlm_cli.sandbox import frames, notes
+from rlm_cli.sandbox.clock import CellClock
 from rlm_cli.sandbox.frames import BadFrame
 from rlm_cli.sandbox.policy import Policy, make_policy
 from rlm_cli.sandbox.process import WorkerProcess, hide_environment, launch
@@ -65,6 +67,17 @@ class QueryRefused(Exception):
     calling code gets an exception with this message instead of replies."""
 
 
+class QueryStopped(Exception):
+    """Raised by a query handler whose task was cancelled part way (its cell is being stopped):
+    the replies that came back, in order, with error strings in the other slots. They go back
+    to the cell, so the work already paid for is kept."""
+
+    def __init__(self, results: list[str], answered: int) -> None:
+        super().__init__(f"stopped with {answered} of {len(results)} replies")
+        self.results = results
+        self.answered = answered
+
+
 QueryHandler = Callable[[QueryRequest], Awaitable[list[str]]]
 
 
@@ -78,6 +91,7 @@ class CellResult:
     elapsed_s: float
     timed_out: bool = False
     restarted: bool = False
+    waited_s: float = 0.0  # of elapsed_s, the time spent waiting on sub-calls
 
 
 class WorkerDied(Exception):
@@ -112,12 +126,13 @@ class Sandbox:
         self._python = python or [sys.executable]
         self._proc: WorkerProcess | None = None
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._queries: set[asyncio.Task[None]] = set()
+        self._queries: set[asyncio.Task[tuple[int, int] | None]] = set()
         self._inflight_weight = 0
         self._room = asyncio.Condition()
         self._ready: asyncio.Future[dict[str, Any]] | None = None
         self._cell = 0
         self._running: int | None = None  # the cell whose result is awaited
+        self._clock: CellClock | None = None  # that cell's own time
         self.meta: dict[str, Any] = {}
         self.layers: dict[str, Layer] = {}
 
@@ -172,15 +187,18 @@ class Sandbox:
                 "Run `rlm doctor` for details; pass --allow-weaker-sandbox to run anyway"
             )
 
-    async def execute(self, code: str, timeout: float) -> CellResult:
-        """Run one cell. A cell past `timeout` is interrupted; a dead or stuck worker is replaced."""
+    async def execute(self, code: str, timeout: float, deadline: float | None = None) -> CellResult:
+        """Run one cell. It is stopped past `timeout` seconds of its own time (waits on its
+        sub-calls do not count: `CellClock`) or `deadline` seconds of wall clock (the run's
+        time left); a dead or stuck worker is replaced."""
         try:
-            return await self._execute(code, timeout)
+            return await self._execute(code, timeout, deadline)
         finally:
             self._running = None
+            self._clock = None
             self._cancel_queries()
 
-    async def _execute(self, code: str, timeout: float) -> CellResult:
+    async def _execute(self, code: str, timeout: float, deadline: float | None) -> CellResult:
         if self._proc is None or self._proc.exited.done():
             await self._restart()
         self._cell += 1
@@ -188,6 +206,7 @@ class Sandbox:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[cell_id] = future
         self._running = cell_id
+        clock = self._clock = CellClock(timeout)
         started = time.monotonic()
         frame: ExecFrame = {
             "type": "exec",
@@ -202,30 +221,29 @@ class Sandbox:
             await self._send(frame)
             return await asyncio.shield(future)
 
+        cell = asyncio.ensure_future(run())
         try:
-            message = await asyncio.wait_for(run(), timeout)
-            return self._result(message, started)
-        except TimeoutError:
-            pass
+            passed = await _wait_within(
+                cell, clock, None if deadline is None else started + deadline
+            )
+            if passed is None:
+                return self._result(cell.result(), started, clock)
         except (WorkerDied, ConnectionError):
             return await self._replace(started, await self._death_note())
-        # Past the time limit: interrupt, and give the cell a moment to unwind.
+        finally:
+            cell.cancel()
+        why = notes.cell_time(timeout) if passed == "cell" else notes.run_time(deadline or 0.0)
+        # Sub-calls in flight end first: the replies already back go to the cell, which gets a
+        # moment to take them (`results = llm_query_batched(...)` completes), then its interrupt.
+        kept, asked = await self._stop_queries()
+        note = notes.fanout_stopped(kept, asked) + notes.stopped(why)
+        if asked and await _within(future, INTERRUPT_GRACE_S):
+            return self._stopped(future, started, clock, note)
         if self._proc is not None:
             self._proc.signal(signal.SIGINT)
-        try:
-            message = await asyncio.wait_for(asyncio.shield(future), INTERRUPT_GRACE_S)
-        except (TimeoutError, WorkerDied):
-            return await self._replace(started, notes.did_not_stop(timeout), timed_out=True)
-        result = self._result(message, started)
-        return CellResult(
-            output=result.output + notes.stopped_at_time_limit(timeout),
-            output_chars=result.output_chars,
-            error=True,
-            final=result.final,
-            final_source=result.final_source,
-            elapsed_s=result.elapsed_s,
-            timed_out=True,
-        )
+        if not await _within(future, INTERRUPT_GRACE_S):
+            return await self._replace(started, notes.did_not_stop(why), timed_out=True)
+        return self._stopped(future, started, clock, note)
 
     async def close(self) -> None:
         await self._stop_process()
@@ -250,15 +268,24 @@ class Sandbox:
 
     # ----- results -----
 
-    def _result(self, message: dict[str, Any], started: float) -> CellResult:
+    def _result(self, message: dict[str, Any], started: float, clock: CellClock) -> CellResult:
+        elapsed = time.monotonic() - started
         return CellResult(
             output=_cap(message["output"], self._output_limit),
             output_chars=message["output_chars"],
             error=message["error"],
             final=message["final"],
             final_source=message["final_source"],
-            elapsed_s=time.monotonic() - started,
+            elapsed_s=elapsed,
+            waited_s=clock.waited(),
         )
+
+    def _stopped(
+        self, future: asyncio.Future[dict[str, Any]], started: float, clock: CellClock, note: str
+    ) -> CellResult:
+        """The result of a cell stopped at a time limit, with `note` saying what happened."""
+        result = self._result(future.result(), started, clock)
+        return dataclasses.replace(result, output=result.output + note, error=True, timed_out=True)
 
     async def _replace(self, started: float, why: str, *, timed_out: bool = False) -> CellResult:
         await self._restart()
@@ -328,7 +355,10 @@ class Sandbox:
             request = frames.query(message)
             await self._make_room(size)  # at once, unless the fields came in another order
             self._inflight_weight += size
-            task = asyncio.create_task(self._answer(proc, request, size))
+            clock = self._clock
+            if clock is not None:
+                clock.hold()  # the cell waits on it: its own time stops (released by _answer)
+            task = asyncio.create_task(self._answer(proc, request, size, clock))
             self._queries.add(task)
         elif kind == "result":
             checked = frames.result(message, self._running)
@@ -353,7 +383,11 @@ class Sandbox:
                 )
             )
 
-    async def _answer(self, proc: WorkerProcess, message: QueryFrame, size: int) -> None:
+    async def _answer(
+        self, proc: WorkerProcess, message: QueryFrame, size: int, clock: CellClock | None
+    ) -> tuple[int, int] | None:
+        """Answer one query frame; when it was stopped part way, (replies kept, replies asked)."""
+        kept = None
         try:
             request = QueryRequest(
                 prompts=message["prompts"],
@@ -368,6 +402,9 @@ class Sandbox:
                 reply["results"] = await self._on_query(request)
             except QueryRefused as refused:
                 reply["error"] = str(refused)
+            except QueryStopped as stopped:
+                reply["results"] = stopped.results
+                kept = stopped.answered, len(stopped.results)
             except Exception as exc:  # a bug behind the handler must fail the call, not hang it
                 error = notes.call_failed(f"{type(exc).__name__}: {exc}")
                 reply["results"] = [error] * len(request.prompts)
@@ -380,14 +417,64 @@ class Sandbox:
             if task is not None:
                 self._queries.discard(task)
             self._inflight_weight -= size
+            if clock is not None:
+                clock.release()
             async with self._room:
                 self._room.notify_all()
+        return kept
 
     def _cancel_queries(self) -> None:
-        """Sub-calls still running when their cell is over (left by a timed-out cell or a thread
-        it started) would only hold concurrency slots the next cell needs."""
+        """Sub-calls still running when their cell is over (left by a thread it started) would
+        only hold concurrency slots the next cell needs."""
         for task in list(self._queries):
             task.cancel()
+
+    async def _stop_queries(self) -> tuple[int, int]:
+        """End the sub-calls in flight, their replies so far sent back to the cell: how many
+        replies were kept, of how many asked for, over the calls stopped."""
+        tasks = list(self._queries)
+        for task in tasks:
+            task.cancel()
+        kept = asked = 0
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, tuple):
+                kept, asked = kept + outcome[0], asked + outcome[1]
+        return kept, asked
+
+
+async def _wait_within(
+    cell: asyncio.Future[dict[str, Any]], clock: CellClock, deadline: float | None
+) -> str | None:
+    """Wait for the cell to finish: None when it did, else the limit it passed first ("cell":
+    its own time, by `clock`; "run": the wall-clock `deadline`, a time.monotonic() value)."""
+    while not cell.done():
+        clock.changed.clear()
+        left = clock.left()
+        if left is not None and left <= 0:
+            return "cell"
+        wall = None if deadline is None else deadline - time.monotonic()
+        if wall is not None and wall <= 0:
+            return "run"
+        waits = [seconds for seconds in (left, wall) if seconds is not None]
+        changed = asyncio.ensure_future(clock.changed.wait())
+        try:
+            await asyncio.wait(
+                (cell, changed), timeout=min(waits) if waits else None,
+                return_when=asyncio.FIRST_COMPLETED,
+            )  # fmt: skip
+        finally:
+            changed.cancel()
+    cell.result()  # WorkerDied, ConnectionError: raised here
+    return None
+
+
+async def _within(future: asyncio.Future[dict[str, Any]], seconds: float) -> bool:
+    """Whether the cell's result came within `seconds` (False too if its worker died)."""
+    try:
+        await asyncio.wait_for(asyncio.shield(future), seconds)
+    except (TimeoutError, WorkerDied):
+        return False
+    return True
 
 
 def _cap(text: str, limit: int) -> str:

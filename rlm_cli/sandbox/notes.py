@@ -9,15 +9,41 @@ teaches the model to look for in a sub-call's reply.
 from __future__ import annotations
 
 
-def stopped_at_time_limit(timeout: float) -> str:
-    """Appended to the output of a cell that was interrupted at its time limit (its worker and
-    variables live on)."""
-    return f"\n[The cell was stopped: it ran past the {timeout:g} s time limit.]"
+def cell_time(timeout: float) -> str:
+    """Why a cell was stopped at its own time limit (`--cell-timeout`): completes "it ..."."""
+    return (
+        f"ran past the {timeout:g} s limit on a cell's own time (time spent waiting on "
+        "sub-calls does not count)"
+    )
 
 
-def did_not_stop(timeout: float) -> str:
+def run_time(seconds: float) -> str:
+    """Why a cell was stopped at the run's time limit (`--timeout`): completes "it ..."."""
+    return f"reached the run's time limit ({seconds:,.1f} s were left when it started)"
+
+
+def stopped(why: str) -> str:
+    """Appended to the output of a cell interrupted at a time limit (its worker and variables
+    live on); `why` is `cell_time` or `run_time`."""
+    return f"\n[The cell was stopped: it {why}.]"
+
+
+def did_not_stop(why: str) -> str:
     """Why a cell's worker was replaced when the cell ignored its interrupt (see `restarted`)."""
-    return f"The cell ran past the {timeout:g} s time limit and did not stop."
+    return f"The cell was interrupted (it {why}) and did not stop."
+
+
+def fanout_stopped(kept: int, asked: int) -> str:
+    """Appended to the output of a cell stopped while sub-calls were in flight ("" if none)."""
+    if not asked:
+        return ""
+    lost = asked - kept
+    return (
+        f"\n[{lost:,} of the {asked:,} sub-calls in flight had not replied when the cell was "
+        f'stopped: they were cancelled, and their slots hold an error string ("Error: '
+        f'llm_query failed: stopped ..."). The {kept:,} replies that had come back are kept in '
+        "the list the call returned, if the cell stored it.]"
+    )
 
 
 def stopped_for(violation: str) -> str:
