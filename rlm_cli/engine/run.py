@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlm_cli.config import Settings
-from rlm_cli.engine import capacity, prompts
+from rlm_cli.engine import capacity, direct, prompts
 from rlm_cli.engine.budget import Budget, Limits
 from rlm_cli.engine.caching import ReplyStore, caching
 from rlm_cli.engine.parsing import extract_code_blocks, find_prose_final
@@ -189,6 +189,9 @@ class Run:
         status: RunStatus = "error"
         final, error = None, None
         try:
+            if direct.applies(self.settings, self.inputs, self.depth):
+                status, final = await self._direct()
+                return self._finish(status, final, started, None)
             meta = await self.sandbox.start()
             self.bus.emit(
                 RunStarted(
@@ -225,6 +228,34 @@ class Run:
         finally:
             await self.sandbox.close()
         return self._finish(status, final, started, error)
+
+    async def _direct(self) -> tuple[RunStatus, Final | None]:
+        """The whole input and the question in one root call (--direct-below): no REPL."""
+        text = direct.read(self.inputs)
+        self.bus.emit(
+            RunStarted(
+                self.run_id,
+                question=self.question,
+                root_model=self.root_model,
+                sub_model=self.settings.worker_model,
+                inputs=self.inputs.summary(),
+                context_meta={"type": "str", "chars": len(text), "direct": True},
+                settings=self.settings.public(),
+                sandbox={"mode": "direct", "layers": {}},
+                estimate=self.estimate,
+                summary=self.summary,
+            )
+        )
+        self.messages = direct.messages(self.question, text)
+        self.iterations = 1
+        self.bus.emit(IterationStarted(self.run_id, iteration=1, max_iterations=1, last_turn=False))
+        try:
+            text = await asyncio.wait_for(
+                self._call_root(1), self.tree.budget.time_left(reserve=False)
+            )
+        except TimeoutError:
+            return "timeout", None
+        return "ok", self._announce(1, text.strip(), "direct")
 
     def _finish(
         self, status: RunStatus, final: Final | None, started: float, error: RlmError | str | None

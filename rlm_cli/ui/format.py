@@ -31,6 +31,8 @@ def format_usage(usage: dict[str, Any]) -> str:
 def sandbox_line(sandbox: dict[str, Any]) -> str:
     """One line on the isolation a run had: loud when it had none, or less than all of it."""
     layers = sandbox.get("layers") or {}
+    if sandbox.get("mode") == "direct":
+        return "no REPL: the input is under --direct-below, answered by one plain root call"
     if sandbox.get("mode") == "none":
         return "sandbox NONE: cells run with your user's full access; nothing is isolated"
     missing = [name for name, layer in layers.items() if not layer.get("active")]
