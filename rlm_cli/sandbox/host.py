@@ -436,8 +436,13 @@ class Sandbox:
         for task in tasks:
             task.cancel()
         kept = asked = 0
-        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
-            if isinstance(outcome, tuple):
+        if not tasks:
+            return kept, asked
+        # Bounded: a worker that stops reading its stdin holds a reply's send for ever.
+        done, _ = await asyncio.wait(tasks, timeout=INTERRUPT_GRACE_S)
+        for task in done:
+            outcome = None if task.cancelled() or task.exception() else task.result()
+            if outcome is not None:
                 kept, asked = kept + outcome[0], asked + outcome[1]
         return kept, asked
 
