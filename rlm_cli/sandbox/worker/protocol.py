@@ -32,6 +32,10 @@ SCAFFOLD = (
     "FINAL",
     "FINAL_VAR",
     "SHOW_VARS",
+    "grep",
+    "lines",
+    "chunks",
+    "llm_map",
 )
 
 # The layers of the sandbox, each reported as active or not (`Layer`) by every worker at start.

@@ -18,9 +18,11 @@ import sys
 import threading
 import time
 import traceback
+from types import CodeType
 from typing import Any
 
 from rlm_cli.sandbox.worker import confine
+from rlm_cli.sandbox.worker.helpers import make_helpers
 from rlm_cli.sandbox.worker.load import describe, load_sources
 from rlm_cli.sandbox.worker.protocol import (
     HEADER,
@@ -299,6 +301,7 @@ class Worker:
             "FINAL": FINAL,
             "FINAL_VAR": FINAL_VAR,
             "SHOW_VARS": SHOW_VARS,
+            **make_helpers(lambda: self.context, lambda: self.subcall_chars, self._query),
         }
         self.namespace.update(self.scaffold)
 
@@ -323,16 +326,16 @@ class Worker:
         sys.stdout = sys.stderr = out
         self.in_cell = True
         try:
-            tree = ast.parse(code, filename, "exec")
-            last = None
-            if tree.body and isinstance(tree.body[-1], ast.Expr):
-                last = ast.Expression(tree.body[-1].value)
-                tree.body.pop()
-            exec(compile(tree, filename, "exec"), self.namespace)
-            if last is not None:
-                value = eval(compile(last, filename, "eval"), self.namespace)
-                if value is not None:
-                    print(repr(value))
+            compiled = _compile_cell(code, filename)
+            if isinstance(compiled, str):
+                error = True
+                out.write(compiled)
+            else:
+                exec(compiled[0], self.namespace)
+                if compiled[1] is not None:
+                    value = eval(compiled[1], self.namespace)
+                    if value is not None:
+                        print(repr(value))
         except KeyboardInterrupt:
             interrupted = error = True
             print("KeyboardInterrupt: the cell was interrupted")
@@ -422,6 +425,25 @@ class Worker:
             if command["type"] == "exec":
                 cpu = float(command.get("cpu_seconds", 0))
                 self.conn.send(self.run_cell(command["id"], command["code"], cpu))
+
+
+def _compile_cell(code: str, filename: str) -> tuple[CodeType, CodeType | None] | str:
+    """The cell's code, its last bare expression apart (its value is echoed); or, when the cell
+    is not valid Python, the error as the model should see it: the line of the cell, no frames."""
+    try:
+        tree = ast.parse(code, filename, "exec")
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = compile(ast.Expression(tree.body[-1].value), filename, "eval")
+            tree.body.pop()
+        return compile(tree, filename, "exec"), last
+    except (SyntaxError, ValueError) as exc:  # ValueError: a null byte in the code
+        where = f"line {exc.lineno} of" if isinstance(exc, SyntaxError) and exc.lineno else "in"
+        return (
+            "".join(traceback.format_exception_only(exc))
+            + f"Nothing in the cell ran: {where} the cell is not valid Python. Fix it and send "
+            "the whole cell again.\n"
+        )
 
 
 def _cell_traceback(exc: BaseException) -> traceback.TracebackException:
