@@ -109,10 +109,12 @@ def search_lines(pattern: Any, where: Any, around: int, max_hits: int | None, co
     around = max(int(around), 0)
     limit = None if max_hits is None else max(int(max_hits), 0)
     files = _files(where, context, "grep")
+    # A literal is looked for in the whole text first: most files of a directory lack it.
+    literal = not regex.flags & re.IGNORECASE and re.escape(regex.pattern) == regex.pattern
     hits = Hits()
     shown: list[str] = []
     for name, text in files:
-        if regex.search(text) is None:  # most files of a directory do not match at all
+        if literal and regex.pattern not in text:
             continue
         numbered = text_lines(text)
         found = [index for index, line in enumerate(numbered) if regex.search(line)]
@@ -281,10 +283,11 @@ _MAP_RULE = (
 )
 _MAP_AGAIN = "(Asked again: an earlier reply had no `N: answer` line for these items.)"
 _MAP_END = "Now answer each item as one `N: answer` line."
-# `N: answer`, and the forms models drift into: `- N. answer`, `[N] answer`, `<item N>: answer`.
+# `N: answer`, and the forms models drift into: `- N. answer`, `[N] answer`, `<item N>: answer`,
+# `**N:** answer`.
 _ANSWER_LINE = re.compile(
-    r"\s*(?:[-*•]\s*)?[\[(<#]?\s*(?:item\s*)?(\d+)"
-    r"(?:\s*[\])>]\s*[:.=\-–—]?|\s*[:.)=\-–—])\s*(.*)",
+    r"\s*(?:[-*•]\s*)?(?:\*\*)?[\[(<#]?\s*(?:item\s*)?(\d+)(?:\*\*)?"
+    r"(?:\s*[\])>]\s*(?:\*\*)?[:.=\-–—]?|\s*[:.)=\-–—])(?:\*\*)?\s*(.*)",
     re.IGNORECASE,
 )
 
@@ -418,8 +421,7 @@ def _parse(reply: str, members: list[int]) -> dict[int, str]:
     lines (chatter, numbers not asked) are ignored, and the first answer for a number wins."""
     asked = {index + 1 for index in members}
     found: dict[int, str] = {}
-    for raw in reply.splitlines():
-        line = raw.replace("**", "", 2) if raw.lstrip().startswith("**") else raw
+    for line in reply.splitlines():
         match = _ANSWER_LINE.fullmatch(line)
         if match is None:
             continue
