@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import importlib.util
 import json
+import os
+import platform
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,15 +20,19 @@ def describe(
     sources: list[dict[str, Any]] | None = None,
     invalid: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """What the root model may know about `context`: its shape and sizes, never its content.
+    """What the root model may know about `context`: its shape and sizes, and for a str its
+    first and last lines (cut short; the host makes them safe to show), never the rest.
 
-    From the sources: the format of structured files (csv, tsv, json, jsonl) with their header or
-    first record, the host's token estimate, and how many invalid bytes were replaced.
+    From the sources: the input's name, the format of structured files (csv, tsv, json, jsonl)
+    with their header or first record, the host's token estimate, and how many invalid bytes
+    were replaced. And the Python the cells run on, with the data modules it has.
     """
+    sources = sources or []
     meta: dict[str, Any] = {"type": type(context).__name__}
     if isinstance(context, str):
-        meta["chars"] = len(context)
-        meta["lines"] = context.count("\n") + (0 if context.endswith("\n") or not context else 1)
+        meta.update(describe_text(context))
+        if len(sources) == 1:
+            meta["name"] = str(sources[0]["name"])
     elif isinstance(context, dict):
         sizes = [
             (str(k), len(v) if isinstance(v, str) else len(json.dumps(v)))
@@ -33,12 +40,20 @@ def describe(
         ]
         meta["chars"] = sum(size for _, size in sizes)
         meta["entries"] = len(sizes)
-        meta["files"] = sizes[:1000]
+        meta["files"] = sizes[:FILES_LISTED]
+        # Aligned with `files` (None for a value that is not text); a list of its own, so that
+        # `files` keeps its (name, size) pairs.
+        meta["file_lines"] = [
+            line_count(value) if isinstance(value, str) else None
+            for value in list(context.values())[:FILES_LISTED]
+        ]
+        root = _root(sources)
+        if root:
+            meta["root"] = root
     else:
         meta["chars"] = len(json.dumps(context, ensure_ascii=False))
         if isinstance(context, list):
             meta["entries"] = len(context)
-    sources = sources or []
     formats = {
         source["name"]: {"kind": source["kind"], "preview": source.get("preview") or ""}
         for source in sources
@@ -51,7 +66,92 @@ def describe(
         meta["invalid_bytes_total"] = sum(invalid.values())
     if sources and all(source.get("tokens") is not None for source in sources):
         meta["estimated_tokens"] = sum(int(source["tokens"]) for source in sources)
+    meta["python"] = platform.python_version()
+    meta["modules"] = [name for name in DATA_MODULES if _installed(name)]
     return meta
+
+
+FILES_LISTED = 1000
+HEAD_LINES, TAIL_LINES = 5, 2
+LINE_CHARS = 200  # of each line shown; the host cuts again (the worker is not trusted)
+# Modules beyond the standard library that a cell might reach for, told to the root when the
+# worker's Python has them (by default it has none of them: rlm does not install them).
+DATA_MODULES = ("numpy", "pandas", "scipy", "regex", "bs4", "lxml", "networkx", "sklearn")
+# Where str.splitlines() ends a line ("\r\n" counts once): the line count the root is told is
+# len(text.splitlines()), counted without building the list.
+LINE_ENDS = ("\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
+
+
+def line_count(text: str) -> int:
+    """len(text.splitlines()), in a few passes of str.count and no list of lines."""
+    ends = sum(text.count(end) for end in LINE_ENDS) - text.count("\r\n")
+    return ends + (1 if text and text[-1] not in LINE_ENDS else 0)
+
+
+def describe_text(text: str) -> dict[str, Any]:
+    """A str's size, line count, last character, and its first and last lines."""
+    total = line_count(text)
+    meta: dict[str, Any] = {
+        "chars": len(text),
+        "lines": total,
+        "ends_with_newline": bool(text) and text[-1] in LINE_ENDS,
+    }
+    # grep and lines() count lines at "\n" only: where that differs (a lone "\r", a form feed,
+    # U+2028...), the root is told both.
+    at_newline = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
+    if at_newline != total:
+        meta["lines_at_newline"] = at_newline
+    if total <= HEAD_LINES + TAIL_LINES:
+        meta["head"] = [_sample(line) for line in _first_lines(text, total)]
+        meta["tail"] = []
+    else:
+        meta["head"] = [_sample(line) for line in _first_lines(text, HEAD_LINES)]
+        meta["tail"] = [_sample(line) for line in _last_lines(text, TAIL_LINES)]
+    return meta
+
+
+def _sample(line: str) -> list[Any]:
+    """A line as sent to the host: its first LINE_CHARS characters and its whole length."""
+    return [line[:LINE_CHARS], len(line)]
+
+
+def _first_lines(text: str, count: int) -> list[str]:
+    """The first `count` lines, from a window of the text grown until it holds them (a line
+    may be very long: a one-line JSON file)."""
+    window = 4096
+    while True:
+        pieces = text[:window].splitlines()
+        if window >= len(text) or len(pieces) > count:
+            return pieces[:count]
+        window *= 8
+
+
+def _last_lines(text: str, count: int) -> list[str]:
+    window = 4096
+    while True:
+        pieces = text[-window:].splitlines()
+        if window >= len(text) or len(pieces) > count:
+            return pieces[-count:]
+        window *= 8
+
+
+def _root(sources: list[dict[str, Any]]) -> str:
+    """The folder the files' names are relative to (the directory given), by its own name;
+    "" when they do not share one (several files or archives named one by one)."""
+    roots = set()
+    for source in sources:
+        path, name = str(source.get("path", "")), str(source["name"])
+        if source.get("archive") or not path.endswith("/" + name):
+            return ""
+        roots.add(path[: -len(name) - 1])
+    return os.path.basename(roots.pop()) if len(roots) == 1 else ""
+
+
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 FORMATS_SHOWN = 100
