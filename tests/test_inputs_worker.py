@@ -139,10 +139,13 @@ def test_directory_with_archives_and_formats_in_the_first_message(tmp_path: Path
     meta, _output = load(resolve([str(tree)], None), "pass")
     message = first_message("how many?", meta, FACTS)
     assert (
-        "- events.jsonl (37 chars; JSON Lines (one JSON value per line); first record: "
+        "- events.jsonl (37 chars; 2 lines; JSON Lines (one JSON value per line); first record: "
         '{"id": 1, "kind": "start"})'
     ) in message
-    assert "- table.tsv (15 chars; TSV (tab-separated); header (2 columns): name\tcount)" in message
+    assert (
+        "- table.tsv (15 chars; 2 lines; TSV (tab-separated); header (2 columns): name\tcount)"
+        in message
+    )
 
 
 def test_single_csv_and_invalid_bytes_in_the_first_message(tmp_path: Path) -> None:
