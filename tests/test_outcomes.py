@@ -267,7 +267,7 @@ def test_a_result_holds_the_failures_of_the_whole_tree() -> None:
         {"root": [repl("r = llm_query_batched(['a', 'b'])"), repl("FINAL('x')")], "sub": []}
     )
     result = RLM(root_provider=provider, max_tokens=3000).completion("c", "q")
-    # 1,000 tokens cannot cover one call (its prompt plus 4,096 output tokens at most).
+    # 3,000 tokens cannot cover one call (its prompt plus 4,096 output tokens at most).
     assert result.subcalls_failed == 2 and result.failures == {"budget": 2}
     assert result.status == "max_tokens" and result.exit_code == 6
     (event,) = [e for e in result.events if isinstance(e, RunFinished)]
