@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from rlm_cli.errors import RetryableError
@@ -108,4 +108,30 @@ class Provider(Protocol):
 
     async def aclose(self) -> None:
         """Release connections; the provider may be used again afterwards."""
+        ...
+
+
+@dataclass(frozen=True)
+class ServedWindow:
+    """What a model's server says about its context window, in tokens.
+
+    `tokens` is the window the server enforces (vLLM's max_model_len, llama.cpp's n_ctx per
+    slot, Ollama's num_ctx): it wins over every other figure. `ceiling` is only the most the
+    model was trained for (llama.cpp's n_ctx_train, Ollama's context_length, which Ollama does
+    not use unless num_ctx says so): it caps the other figures without replacing them."""
+
+    tokens: int | None
+    ceiling: int | None = None
+    said_by: str = ""  # the endpoint and field, for traces: "llama.cpp /props n_ctx"
+
+
+@runtime_checkable
+class WindowReporter(Protocol):
+    """A provider that can ask its server what window a model is served with. Kept apart from
+    Provider so wrappers (the reply cache) need not forward it; engine/capacity.py looks for it
+    on the provider or on what it wraps."""
+
+    async def served_window(self, model: str) -> ServedWindow | None:
+        """What the server says (None: it is a hosted API, or it said nothing). Fast (about
+        2 s at most), never raises, never sends the key to any host but the provider's own."""
         ...

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from rlm_cli.config import mask_keys
 from rlm_cli.errors import ProviderAuthError
 from rlm_cli.providers.base import Usage
-from rlm_cli.providers.catalog import Catalog, ModelFacts
+from rlm_cli.providers.catalog import Catalog, ModelFacts, hosted_hosts
 
 # The host of OpenAI's own API: requests there name their output cap max_completion_tokens.
 OPENAI_HOST = "api.openai.com"
@@ -47,6 +47,16 @@ class Connection:
         if not self.base_url:
             return True
         return urllib.parse.urlsplit(self.base_url).hostname == OPENAI_HOST
+
+    @property
+    def users_server(self) -> bool:
+        """A server of the user's (a local preset, or any base URL that is not a hosted API's),
+        which may be asked what window it serves; a hosted API never is (its windows are in
+        the catalog). Read after `at_endpoint`, so the URL is the one requests go to."""
+        if not self.base_url:
+            return False
+        host = urllib.parse.urlsplit(self.base_url).hostname
+        return host is not None and host not in hosted_hosts()
 
     def at_endpoint(self, default_url: str, env: str) -> Connection:
         """This connection with the endpoint it will really use: the base URL given, else the

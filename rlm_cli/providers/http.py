@@ -12,6 +12,7 @@ SDK's client. tests/test_providers_http.py checks that it sends what the SDK sen
 from __future__ import annotations
 
 import json
+import urllib.parse
 from typing import Any
 
 from rlm_cli.errors import RequestTimeout, RetryableError
@@ -83,5 +84,49 @@ class LeanHTTP:
             raise RetryableError(f"{conn.where}: malformed reply: {conn.scrub(repr(raw[:100]))}")
         return data
 
+    @property
+    def base(self) -> str:
+        """The endpoint's base URL, as the SDK client has it (no trailing slash)."""
+        return self._base
+
+    @property
+    def server_root(self) -> str:
+        """The server's own root, where llama.cpp's /props and Ollama's /api live: the base URL
+        without its OpenAI-style /v1."""
+        return self._base.removesuffix("/v1")
+
+    async def probe(
+        self, method: str, url: str, body: dict[str, Any] | None, timeout_s: float
+    ) -> Any:
+        """One small informational request (what a server serves) and its JSON, or None for
+        anything else: an error status, a timeout, a refused connection, a reply that is not
+        JSON. Never raises (but for cancellation). Sent only to this endpoint's own scheme, host
+        and port, redirects not followed: the session's headers carry the key."""
+        if _origin(url) != _origin(self._base):
+            return None
+        try:
+            async with self._session.request(
+                method,
+                url,
+                data=None if body is None else json.dumps(body),
+                proxy=self._proxy,
+                allow_redirects=False,
+                timeout=self._aiohttp.ClientTimeout(total=timeout_s),
+            ) as reply:
+                if reply.status != 200:
+                    return None
+                return json.loads(await reply.read())
+        except (TimeoutError, self._aiohttp.ClientError, ValueError, OSError):
+            return None
+
     async def close(self) -> None:
         await self._session.close()
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # a port that is no number: no origin anything matches
+        return ("", None, None)
+    return (parts.scheme, parts.hostname, port or {"http": 80, "https": 443}.get(parts.scheme))

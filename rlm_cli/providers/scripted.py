@@ -22,7 +22,7 @@ import yaml
 
 from rlm_cli.errors import ConfigError, ProviderError
 from rlm_cli.inputs.model import CHARS_PER_TOKEN
-from rlm_cli.providers.base import Completion, ModelRequest, TextCallback, Usage
+from rlm_cli.providers.base import Completion, ModelRequest, ServedWindow, TextCallback, Usage
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,11 @@ class ScriptedProvider:
 
     async def aclose(self) -> None:
         pass
+
+    async def served_window(self, model: str) -> ServedWindow | None:
+        """No server to ask: a scripted worker's window is the catalog's, --sub-window's or the
+        default."""
+        return None
 
     def _next_root(self) -> str:
         self._root_calls += 1

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, NamedTuple
 
 from rlm_cli.errors import RequestTimeout, RetryableError, RlmError
-from rlm_cli.providers.base import Completion, Message, ModelRequest, Usage
+from rlm_cli.providers.base import Completion, Message, ModelRequest, ServedWindow, Usage
 from rlm_cli.providers.connection import Connection
 from rlm_cli.providers.errors import SDKErrors, translate
 from rlm_cli.providers.http import LeanHTTP
@@ -87,9 +87,25 @@ class SDKProvider(ABC):
     ) -> dict[str, Any]:
         """POST one non-streamed request on the lean path (rlm_cli.providers.http), to the SDK
         client's endpoint with its headers, and return the reply's JSON."""
+        return await self._lean_for(client).post_json(path, params, model)
+
+    def _lean_for(self, client: Any) -> LeanHTTP:
+        """The lean session to the SDK client's endpoint, with its headers (made once)."""
         if self._lean is None:
             self._lean = LeanHTTP.for_client(self._conn, client)
-        return await self._lean.post_json(path, params, model)
+        return self._lean
+
+    def _lean_session(self) -> LeanHTTP:
+        """The lean session, the SDK client made first if need be (it knows the endpoint and
+        the headers). For requests that are no model call: asking the server what it serves."""
+        if self._sdk_client is None:
+            self._sdk_client = self._make_client()
+        return self._lean_for(self._sdk_client.client)
+
+    async def served_window(self, model: str) -> ServedWindow | None:
+        """What the server says about `model`'s window (rlm_cli.providers.base.WindowReporter):
+        nothing, unless a kind whose servers can say (openai_provider) asks them."""
+        return None
 
     async def aclose(self) -> None:
         """Close the connections (they belong to the event loop that made them)."""
