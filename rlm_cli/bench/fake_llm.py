@@ -15,6 +15,15 @@ Options make it behave like particular real servers (all off by default):
 - `chunk_delay_s` / `stream_pieces`: slow streams, a delay before each of so many deltas.
 - `parallel`: requests handled at once; one more arriving cuts the running streams, as
   llama.cpp does with its default slot (the cut reply is given back and not reported).
+- `serve_as`: "llama.cpp", "vllm" or "ollama": the endpoints where that server says what
+  window it serves (llama.cpp's /props and /v1/models meta, vLLM's /v1/models max_model_len,
+  Ollama's /api/show and /api/ps), with `window` as the figure it enforces (n_ctx,
+  max_model_len, num_ctx; None: the field is missing, or Ollama's model file sets no num_ctx),
+  `trained_window` as the model's trained length (n_ctx_train, context_length) and
+  `loaded_window` as the context of the model Ollama has loaded (None: not loaded).
+  `probe_delay_s` delays those replies. Requests that are no model call (these, and any
+  other path, which gets a 404) are recorded in `probes`, not in `requests`, each with
+  `answered` set once its reply was written.
 """
 
 from __future__ import annotations
@@ -56,8 +65,19 @@ class FakeLLM:
     stream_pieces: int = 4
     parallel: int | None = None
     cut_streams: int = 0  # streams cut by a request arriving beyond `parallel`
+    serve_as: str | None = None  # "llama.cpp", "vllm" or "ollama"
+    window: int | None = None
+    trained_window: int = 131_072
+    loaded_window: int | None = None
+    probe_delay_s: float = 0.0
+    probes: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.serve_as not in (None, *SERVERS):
+            raise ValueError(f"serve_as: one of {', '.join(SERVERS)}, not {self.serve_as!r}")
+        self._start()
+
+    def _start(self) -> None:
         self._lock = threading.Lock()
         self._root_calls = 0
         self._streaming: list[_Response] = []  # streams being written, for `parallel`
@@ -220,6 +240,8 @@ def _write_head(
 async def _respond(
     fake: FakeLLM, method: str, path: str, headers: dict[str, str], raw: bytes
 ) -> _Response:
+    if not path.endswith(MODEL_CALL_PATHS):
+        return await _probe(fake, method, path, headers, raw)
     fake.arrived()
     if fake.paths is not None and path not in fake.paths:
         fake.requests.append({"method": method, "path": path, "body": None, "headers": headers})
@@ -290,6 +312,60 @@ async def _respond(
     with fake._lock:
         fake.reported.append(usage)
     return response
+
+
+# The servers `serve_as` can play, and the paths of model calls (everything else is a probe).
+SERVERS = ("llama.cpp", "vllm", "ollama")
+MODEL_CALL_PATHS = ("/chat/completions", "/messages")
+
+
+async def _probe(
+    fake: FakeLLM, method: str, path: str, headers: dict[str, str], raw: bytes
+) -> _Response:
+    """A request that is no model call: what the server serves, as `serve_as` would say it."""
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = raw.decode("utf-8", "replace")
+    record = {"method": method, "path": path, "body": body, "headers": headers, "answered": False}
+    with fake._lock:
+        fake.probes.append(record)
+    payload = _probe_payload(fake, f"{method} {path}", body)
+    if fake.probe_delay_s:
+        await asyncio.sleep(fake.probe_delay_s)
+    record["answered"] = True
+    if payload is None:  # llama.cpp's words for a route it does not have
+        error = {"error": {"code": 404, "message": "File Not Found", "type": "not_found_error"}}
+        return _Response(404, json.dumps(error).encode())
+    return _Response(200, json.dumps(payload).encode())
+
+
+def _probe_payload(fake: FakeLLM, route: str, body: Any) -> dict[str, Any] | None:
+    """The JSON the played server answers `route` ("GET /props") with; None for a 404."""
+    names, as_, window = fake.models or ("served-model",), fake.serve_as, fake.window
+    if route in ("GET /v1/models", "GET /models") and as_ is not None:
+        entries: list[dict[str, Any]] = [{"id": n, "object": "model"} for n in names]
+        if as_ == "llama.cpp":  # one model, whatever it is asked as; its trained length
+            entries = [{"id": "model.gguf", "meta": {"n_ctx_train": fake.trained_window}}]
+        elif as_ == "vllm" and window is not None:
+            entries = [{**entry, "max_model_len": window} for entry in entries]
+        return {"object": "list", "data": entries}
+    if route == "GET /props" and as_ == "llama.cpp":
+        settings = {} if window is None else {"n_ctx": window}
+        return {"default_generation_settings": settings, "total_slots": 1}
+    if route == "POST /api/show" and as_ == "ollama":
+        asked = body.get("model") if isinstance(body, dict) else None
+        if fake.models is not None and asked not in fake.models:
+            return None
+        parameters = 'stop "<|eot_id|>"' if window is None else f"num_ctx {window}\nstop x"
+        info = {"general.architecture": "llama", "llama.context_length": fake.trained_window}
+        return {"parameters": parameters, "model_info": info, "details": {"format": "gguf"}}
+    if route == "GET /api/ps" and as_ == "ollama":
+        ctx = fake.loaded_window
+        return {
+            "models": [] if ctx is None else [{"name": n, "context_length": ctx} for n in names]
+        }
+    return None
 
 
 def _error(
