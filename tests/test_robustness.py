@@ -181,7 +181,9 @@ class SlowWorker(ScriptedProvider):
 
 
 @pytest.mark.slow
-def test_sub_calls_of_a_timed_out_cell_are_cancelled() -> None:
+def test_sub_calls_outlasting_the_cell_limit_are_not_cancelled() -> None:
+    """Issue 12: waiting on sub-calls is not a cell's own time, so a slow fan-out under a 1 s
+    cell limit completes (it was cancelled whole, and every reply lost)."""
     provider = SlowWorker(
         [
             repl("r = llm_query_batched([f'p{i}' for i in range(20)])"),
@@ -190,10 +192,9 @@ def test_sub_calls_of_a_timed_out_cell_are_cancelled() -> None:
         [SubRule(None, "ok")],
     )
     result = RLM(root_provider=provider, max_concurrency=2, cell_timeout=1).completion("c", "q")
-    assert result.answer == "ok"  # the second cell got a slot at once and finished in time
+    assert result.answer == "ok"
     finished = [e for e in result.events if isinstance(e, SubcallFinished)]
-    cancelled = [e for e in finished if e.error and e.error.startswith("cancelled")]
-    assert cancelled and len(finished) < 20
+    assert len(finished) == 21 and not [e for e in finished if e.error]
     assert result.subcalls == len(finished)
 
 
