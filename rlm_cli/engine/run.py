@@ -191,26 +191,11 @@ class Run:
         try:
             if direct.applies(self.settings, self.inputs, self.depth):
                 status, final = await self._direct()
-                return self._finish(status, final, started, None)
-            meta = await self.sandbox.start()
-            self.bus.emit(
-                RunStarted(
-                    self.run_id,
-                    question=self.question,
-                    root_model=self.root_model,
-                    sub_model=self.settings.worker_model,
-                    inputs=self.inputs.summary(),
-                    context_meta=meta,
-                    settings=self.settings.public(),
-                    depth=self.depth,
-                    parent_run_id=self.parent[0] if self.parent else None,
-                    parent_cell=self.parent[1] if self.parent else None,
-                    sandbox={"mode": self.sandbox.policy.mode, "layers": self.sandbox.layers},
-                    estimate=self.estimate,
-                    summary=self.summary,
-                )
-            )
-            status, final = await self._loop(meta)
+            else:
+                meta = await self.sandbox.start()
+                layers = self.sandbox.layers
+                self._started(meta, {"mode": self.sandbox.policy.mode, "layers": layers})
+                status, final = await self._loop(meta)
             if status == "ok" and self.caller.cut_by is not None:
                 # A budget refused some of the work this answer should rest on: it is not ok,
                 # and the status says which budget (exit 6), even though the root answered.
@@ -229,9 +214,8 @@ class Run:
             await self.sandbox.close()
         return self._finish(status, final, started, error)
 
-    async def _direct(self) -> tuple[RunStatus, Final | None]:
-        """The whole input and the question in one root call (--direct-below): no REPL."""
-        text = direct.read(self.inputs)
+    def _started(self, meta: dict[str, Any], sandbox: dict[str, Any]) -> None:
+        """Emit this run's run_started: its context's metadata and the sandbox it has."""
         self.bus.emit(
             RunStarted(
                 self.run_id,
@@ -239,13 +223,22 @@ class Run:
                 root_model=self.root_model,
                 sub_model=self.settings.worker_model,
                 inputs=self.inputs.summary(),
-                context_meta={"type": "str", "chars": len(text), "direct": True},
+                context_meta=meta,
                 settings=self.settings.public(),
-                sandbox={"mode": "direct", "layers": {}},
+                depth=self.depth,
+                parent_run_id=self.parent[0] if self.parent else None,
+                parent_cell=self.parent[1] if self.parent else None,
+                sandbox=sandbox,
                 estimate=self.estimate,
                 summary=self.summary,
             )
         )
+
+    async def _direct(self) -> tuple[RunStatus, Final | None]:
+        """The whole input and the question in one root call (--direct-below): no REPL."""
+        text = direct.read(self.inputs)
+        meta = {"type": "str", "chars": len(text), "direct": True}
+        self._started(meta, {"mode": "direct", "layers": {}})
         self.messages = direct.messages(self.question, text)
         self.iterations = 1
         self.bus.emit(IterationStarted(self.run_id, iteration=1, max_iterations=1, last_turn=False))
