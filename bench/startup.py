@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import rlm_cli
 from rlm_cli.bench.fake_llm import FakeLLM
 
 RLM = [sys.executable, "-m", "rlm_cli"]
@@ -145,7 +146,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     rounds = parser.parse_args().rounds
     # Compiled once, as pip does on install, so the rounds measure starting, not compiling.
-    compileall.compile_dir(Path(__file__).resolve().parents[1] / "rlm_cli", quiet=1)
+    compileall.compile_dir(Path(rlm_cli.__file__).parent, quiet=1)  # the package run below
     work = Path(tempfile.mkdtemp(prefix="rlm-bench-"))
     text = work / "input.txt"
     text.write_text("".join(f"line {i}: the quick brown fox\n" for i in range(3_500)))  # ~100 KB
