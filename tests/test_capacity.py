@@ -244,7 +244,7 @@ def test_only_a_server_of_the_users_is_asked(base_url: str | None, asked: bool) 
     assert provider._conn.users_server is asked
     if not asked:  # returns before making anything: no client, no session, no request
         assert asyncio.run(provider.served_window("m")) is None
-        assert provider._sdk_client is None and provider._lean is None
+        assert provider._lean is None
 
 
 def test_an_anthropic_worker_is_never_asked() -> None:

@@ -17,7 +17,7 @@ from rlm_cli.providers.anthropic_provider import AnthropicProvider
 from rlm_cli.providers.catalog import providers
 from rlm_cli.providers.openai_provider import OpenAIProvider
 from rlm_cli.providers.scripted import ScriptedProvider
-from rlm_cli.providers.sdk import SDKProvider
+from rlm_cli.providers.wire import WireProvider
 
 
 def test_every_preset_names_a_kind_the_registry_makes() -> None:
@@ -38,7 +38,7 @@ def test_preset_names_are_the_catalog_s_in_its_order() -> None:
     [("openai", OpenAIProvider), ("anthropic", AnthropicProvider), ("ollama", OpenAIProvider)],
 )
 def test_each_kind_makes_its_class(
-    provider: str, cls: type[SDKProvider], monkeypatch: pytest.MonkeyPatch
+    provider: str, cls: type[WireProvider], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "k1")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "k2")

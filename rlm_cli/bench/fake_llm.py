@@ -39,7 +39,7 @@ from typing import Any
 
 @dataclass
 class Fault:
-    kind: str  # "status", "cut", "malformed", "delay"
+    kind: str  # "status", "cut", "malformed", "delay", "stream_error" (body: the event's data)
     status: int = 500
     body: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
@@ -303,6 +303,12 @@ async def _respond(
             fake.give_back(is_root)  # the client never gets this reply whole
             response.cut = True
             return response
+        if fault is not None and fault.kind == "stream_error":
+            fake.give_back(is_root)  # half the reply, then the error event in its place
+            response.events = events[: max(len(events) // 2, 1)] + [
+                _stream_error(anthropic, fault.body)
+            ]
+            return response
     else:
         if anthropic:
             payload = _anthropic_message(model, text, input_tokens, output_tokens, cached)
@@ -379,6 +385,18 @@ def _error(
         error = {"message": message, "type": "error"}
         body = {"type": "error", "error": error} if anthropic else {"error": error}
     return _Response(status, json.dumps(body).encode(), headers or {})
+
+
+def _stream_error(anthropic: bool, body: dict[str, Any] | None) -> str:
+    """An error event in the middle of a stream, as each API sends one (default: overloaded)."""
+    if anthropic:
+        data = body or {
+            "type": "error",
+            "error": {"type": "overloaded_error", "message": "Overloaded"},
+        }
+        return f"event: error\ndata: {json.dumps(data)}\n\n"
+    data = body or {"error": {"message": "The server had an error", "type": "server_error"}}
+    return f"data: {json.dumps(data)}\n\n"
 
 
 def _pieces(text: str, count: int = 4) -> list[str]:

@@ -53,7 +53,7 @@ def _scripted(conn: Connection, settings: Settings) -> Provider:
 
 
 # The kinds of provider, by the `kind` the catalog's presets name. A new SDK kind is one module
-# (an SDKProvider subclass) and one line here.
+# (a WireProvider subclass) and one line here.
 KINDS: dict[str, ProviderFactory] = {
     "openai": _sdk_kind("rlm_cli.providers.openai_provider", "OpenAIProvider"),
     "anthropic": _sdk_kind("rlm_cli.providers.anthropic_provider", "AnthropicProvider"),

@@ -3,40 +3,34 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rlm_cli.errors import RetryableError
 from rlm_cli.providers.base import Completion, ModelRequest, TextCallback, Usage
-from rlm_cli.providers.errors import SDKErrors
-from rlm_cli.providers.sdk import SDKClient, SDKProvider
+from rlm_cli.providers.errors import stream_error
+from rlm_cli.providers.http import LeanHTTP
+from rlm_cli.providers.wire import WireProvider, event_json
 
 # Extended-thinking budgets for --reasoning-effort.
 THINKING_BUDGET = {"low": 2_048, "medium": 8_192, "high": 24_576}
 # Anthropic requires max_tokens; a root turn is one code cell, so this is plenty by default.
 DEFAULT_MAX_TOKENS = 8_192
 CACHE = {"type": "ephemeral"}
-# Parameters the API reads that the SDK's messages.create no longer declares (anthropic 2.15
-# raises TypeError on `temperature`): sent in the body as they are, as the lean path sends them.
-BODY_ONLY = ("temperature",)
+# The API version the SDK sends (tests/test_providers_http.py holds the two to each other).
+API_VERSION = "2026-10-21"
 
 
-class AnthropicProvider(SDKProvider):
-    # The root: the SDK adds /v1/messages itself.
+class AnthropicProvider(WireProvider):
+    # The root: /v1/messages is added to it, as the SDK does.
     default_base_url = "https://api.anthropic.com"
     base_url_env = "ANTHROPIC_BASE_URL"
 
-    def _make_client(self) -> SDKClient:
-        import anthropic
-
-        client = anthropic.AsyncAnthropic(**self._client_options())
-        return SDKClient(client, SDKErrors.openai_style(anthropic))
-
-    def _sdk_create(self, client: Any, params: dict[str, Any]) -> Awaitable[Any]:
-        declared = {k: v for k, v in params.items() if k not in BODY_ONLY}
-        extra = {k: v for k, v in params.items() if k in BODY_ONLY}
-        create: Callable[..., Awaitable[Any]] = client.messages.create
-        return create(**declared, extra_body=extra or None)
+    def _auth_headers(self) -> dict[str, str]:
+        # As the SDK given a key: a bearer token ("not-needed" for a local server without one).
+        return {
+            "Authorization": f"Bearer {self._conn.api_key or 'not-needed'}",
+            "anthropic-version": API_VERSION,
+        }
 
     def _params(self, request: ModelRequest) -> dict[str, Any]:
         conn = self._conn
@@ -70,8 +64,8 @@ class AnthropicProvider(SDKProvider):
     async def complete(self, request: ModelRequest) -> Completion:
         params = self._params(request)
 
-        async def attempt(client: Any) -> Completion:
-            data = await self._post_json(client, "/v1/messages", params, request.model)
+        async def attempt(http: LeanHTTP) -> Completion:
+            data = await http.post_json("/v1/messages", params, request.model)
             try:
                 blocks = data["content"]
                 text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
@@ -84,24 +78,42 @@ class AnthropicProvider(SDKProvider):
 
     async def stream(self, request: ModelRequest, on_text: TextCallback) -> Completion:
         params = {**self._params(request), "stream": True}
+        what = self._what(request)
 
-        async def attempt(client: Any) -> Completion:
+        async def attempt(http: LeanHTTP) -> Completion:
             parts: list[str] = []
             usage = Usage()
-            stop = request_id = None
-            # `async with`: a stream stopped early (the timeout, a cancelled run) is closed.
-            async with await self._sdk_create(client, params) as events:
-                async for event in events:
-                    if event.type == "message_start":
-                        request_id = event.message.id
-                        usage = _usage(event.message.usage.model_dump())
-                    elif event.type == "content_block_delta" and event.delta.type == "text_delta":
-                        parts.append(event.delta.text)
-                        on_text(event.delta.text)
-                    elif event.type == "message_delta":
-                        stop = event.delta.stop_reason or stop
+            stop: str | None = None
+            request_id: str | None = None
+
+            def on_event(name: str | None, data: str) -> bool:
+                nonlocal usage, stop, request_id
+                event = event_json(data, what)
+                kind = event.get("type", name)
+                if kind == "error":
+                    raise stream_error(self._conn, request.model, event)
+                try:
+                    if kind == "message_start":
+                        message = event["message"]
+                        request_id = message.get("id")
+                        usage = _usage(message.get("usage") or {})
+                    elif kind == "content_block_delta":
+                        delta = event["delta"]
+                        if delta.get("type") == "text_delta" and delta.get("text"):
+                            parts.append(delta["text"])
+                            on_text(delta["text"])
+                    elif kind == "message_delta":
+                        stop = (event.get("delta") or {}).get("stop_reason") or stop
                         # output_tokens in message_delta is the running total for the message.
-                        usage = dataclasses.replace(usage, output_tokens=event.usage.output_tokens)
+                        output = (event.get("usage") or {}).get("output_tokens")
+                        if isinstance(output, int):
+                            usage = dataclasses.replace(usage, output_tokens=output)
+                    # message_stop, content_block_start/stop and ping carry nothing we read.
+                except (KeyError, TypeError, AttributeError):
+                    raise RetryableError(f"{what}: malformed stream event ({kind})") from None
+                return kind == "message_stop"
+
+            await http.post_stream("/v1/messages", params, request.model, on_event)
             self._check_stream_ended(request, stop)
             return self._completion(request, "".join(parts), usage, stop, request_id)
 

@@ -1,4 +1,5 @@
-"""Turning what an SDK or an HTTP server reports into the rlm error tree (rlm_cli.errors):
+"""Turning what a model server reports (an HTTP status, an error event in a stream) into the rlm
+error tree (rlm_cli.errors), as the vendor SDKs' exceptions mean it:
 RetryableError for what may pass, ProviderAuthError, ContextLengthError and ProviderError for
 what will not. The server's own words are kept, scrubbed of keys."""
 
@@ -6,23 +7,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from types import ModuleType
-from typing import Any, NamedTuple
+from collections.abc import Mapping
 
 from rlm_cli.errors import (
     ContextLengthError,
     ProviderAuthError,
     ProviderError,
-    RequestTimeout,
     RetryableError,
     RlmError,
 )
 from rlm_cli.providers.connection import Connection
 
-# Exceptions from these packages are the transport breaking under the SDK: worth a retry.
-TRANSPORT_MODULES = ("httpx", "httpx2", "httpcore", "httpcore2", "aiohttp")
 CONTEXT_LENGTH_HINTS = (
     "context_length_exceeded",
     "maximum context length",
@@ -33,72 +28,32 @@ CONTEXT_LENGTH_HINTS = (
 # How much of a server's own error text an error message keeps (made one line first).
 SERVER_TEXT_CHARS = 300
 
-ErrorTypes = tuple[type[BaseException], ...]
+# Anthropic's error types, as the HTTP statuses the same error gets when it comes before the
+# stream starts: an error event mid-stream then means what that status means.
+ANTHROPIC_ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 529,
+}
 
 
-class HTTPFailure(NamedTuple):
-    """An HTTP error status as an SDK exception carries it."""
-
-    status: int
-    body: object  # the parsed JSON, or the text
-    headers: Mapping[str, str] | None
-    url: str | None
-
-
-def _openai_style_failure(exc: Any) -> HTTPFailure:
-    """The status, body, headers and URL of an openai-style APIStatusError."""
-    # exc.body is the parsed JSON, or the text when it was not JSON ("" when empty).
-    body = exc.body if exc.body not in (None, "") else _response_text(exc.response)
-    headers = getattr(exc.response, "headers", None)
-    return HTTPFailure(exc.status_code, body, headers, _request_url(exc.response))
-
-
-@dataclass(frozen=True)
-class SDKErrors:
-    """The exceptions one SDK raises, by what they mean, so `translate` needs no SDK's names.
-    Each provider module says which of its SDK's classes are which (`_make_client`)."""
-
-    status: ErrorTypes  # the server answered with an error status (read by `failure`)
-    timeout: ErrorTypes
-    connection: ErrorTypes  # no answer: refused, reset, DNS
-    malformed: ErrorTypes  # an answer the SDK could not read
-    other: ErrorTypes  # the SDK's base class: any other error of its own, worth a retry
-    failure: Callable[[Any], HTTPFailure] = _openai_style_failure
-
-    @classmethod
-    def openai_style(cls, sdk: ModuleType) -> SDKErrors:
-        """The classes of the SDKs built like openai's (openai, anthropic: the same names)."""
-        return cls(
-            status=(sdk.APIStatusError,),
-            timeout=(sdk.APITimeoutError,),
-            connection=(sdk.APIConnectionError,),
-            malformed=(sdk.APIResponseValidationError,),
-            other=(sdk.APIError,),
-        )
-
-
-def translate(errors: SDKErrors, exc: BaseException, conn: Connection, model: str) -> RlmError:
-    """Map an SDK or transport exception to an RlmError; RetryableError for transient ones."""
-    where = conn.where
-    if isinstance(exc, errors.status):
-        status, body, headers, url = errors.failure(exc)
-        return from_status(conn, model, status, body, headers, url)
-    # Timeouts before connection errors: an SDK's timeout may be a kind of connection error.
-    if isinstance(exc, (*errors.timeout, TimeoutError)):
-        return RequestTimeout(f"{where}: the request timed out after {conn.timeout_s:g} s")
-    if isinstance(exc, errors.connection):
-        return RetryableError(
-            f"{where}: connection failed: {conn.scrub(str(exc.__cause__ or exc))}"
-        )
-    if isinstance(exc, (*errors.malformed, json.JSONDecodeError)):
-        return RetryableError(f"{where}: malformed reply: {conn.scrub(str(exc))[:200]}")
-    if type(exc).__module__.split(".")[0] in TRANSPORT_MODULES:
-        return RetryableError(
-            f"{where}: connection broke: {type(exc).__name__}: {conn.scrub(str(exc))}"
-        )
-    if isinstance(exc, errors.other):
-        return RetryableError(f"{where}: {conn.scrub(str(exc))[:300]}")
-    return ProviderError(f"{where}: {type(exc).__name__}: {conn.scrub(str(exc))[:300]}")
+def stream_error(conn: Connection, model: str, body: object) -> RlmError:
+    """The error an error event in a stream means (OpenAI sends `{"error": {...}}` as data,
+    Anthropic an `error` event). Anthropic's type says which status it stands for; otherwise
+    a context-length message is the request's fault, and anything else the server's, worth
+    another attempt (the SDKs raise a retryable APIError)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    kind = error.get("type") if isinstance(error, dict) else None
+    status = ANTHROPIC_ERROR_STATUS.get(kind) if isinstance(kind, str) else None
+    if status is None:
+        text = _message(body, conn).lower()
+        status = 400 if any(hint in text for hint in CONTEXT_LENGTH_HINTS) else 500
+    return from_status(conn, model, status, body, None)
 
 
 def from_status(
@@ -181,20 +136,6 @@ def _names_a_model(message: str, model: str) -> bool:
     # The name as a word: a model called "o" is not named by "Not Found".
     named = bool(model) and re.search(rf"(?<![\w.-]){re.escape(model.lower())}(?![\w.-])", lowered)
     return "model" in lowered or bool(named)
-
-
-def _request_url(response: Any) -> str | None:
-    try:
-        return str(response.request.url)
-    except (AttributeError, RuntimeError):  # httpx raises RuntimeError when no request is set
-        return None
-
-
-def _response_text(response: Any) -> str:
-    try:
-        return str(response.text)
-    except Exception:  # a streamed response not read: no text to give
-        return ""
 
 
 def _retry_after(headers: Mapping[str, str] | None) -> float | None:

@@ -4,29 +4,36 @@ which a user's server may also be asked what window it serves a model with."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import os
 from typing import Any
 
 from rlm_cli.errors import RetryableError
 from rlm_cli.providers.base import Completion, ModelRequest, ServedWindow, TextCallback, Usage
-from rlm_cli.providers.errors import SDKErrors
+from rlm_cli.providers.errors import stream_error
 from rlm_cli.providers.http import LeanHTTP
-from rlm_cli.providers.sdk import SDKClient, SDKProvider
+from rlm_cli.providers.wire import WireProvider, event_json
 
 # How long the server is given to say what window it serves, all its endpoints asked at once:
 # a run waits this long at most before its first request when a server says nothing.
 PROBE_TIMEOUT_S = 2.0
 
 
-class OpenAIProvider(SDKProvider):
+class OpenAIProvider(WireProvider):
     default_base_url = "https://api.openai.com/v1"
     base_url_env = "OPENAI_BASE_URL"
 
-    def _make_client(self) -> SDKClient:
-        import openai
-
-        client = openai.AsyncOpenAI(**self._client_options())
-        return SDKClient(client, SDKErrors.openai_style(openai))
+    def _auth_headers(self) -> dict[str, str]:
+        # As the SDK: the key as a bearer token ("not-needed" for a local server without one),
+        # and the organization and project it reads from the environment.
+        headers = {"Authorization": f"Bearer {self._conn.api_key or 'not-needed'}"}
+        for header, variable in (
+            ("OpenAI-Organization", "OPENAI_ORG_ID"),
+            ("OpenAI-Project", "OPENAI_PROJECT_ID"),
+        ):
+            value = os.environ.get(variable)
+            if value:
+                headers[header] = value
+        return headers
 
     async def served_window(self, model: str) -> ServedWindow | None:
         """Ask a server of the user's (never a hosted API: Connection.users_server) what window
@@ -34,15 +41,7 @@ class OpenAIProvider(SDKProvider):
         all asked at once (the others 404). None when none says, in PROBE_TIMEOUT_S at most."""
         if not self._conn.users_server:
             return None
-        try:
-            lean = self._lean_session()
-        except Exception:  # the SDK missing, a malformed URL: the run will say so itself
-            return None
-        return served(await _ask(lean, model), model)
-
-    def _sdk_create(self, client: Any, params: dict[str, Any]) -> Awaitable[Any]:
-        create: Callable[..., Awaitable[Any]] = client.chat.completions.create
-        return create(**params)
+        return served(await _ask(self._http(), model), model)
 
     def _params(self, request: ModelRequest) -> dict[str, Any]:
         conn = self._conn
@@ -67,21 +66,18 @@ class OpenAIProvider(SDKProvider):
     async def complete(self, request: ModelRequest) -> Completion:
         params = self._params(request)
 
-        async def attempt(client: Any) -> Completion:
-            data = await self._post_json(client, "/chat/completions", params, request.model)
+        async def attempt(http: LeanHTTP) -> Completion:
+            data = await http.post_json("/chat/completions", params, request.model)
             try:
                 choice = data["choices"][0]
                 text = choice["message"].get("content") or ""
+                usage = _usage(data.get("usage"))
             except (KeyError, IndexError, TypeError, AttributeError):
                 raise RetryableError(
                     f"{self._what(request)}: malformed reply: no choices"
                 ) from None
             return self._completion(
-                request,
-                text,
-                _usage(data.get("usage")),
-                choice.get("finish_reason"),
-                data.get("id"),
+                request, text, usage, choice.get("finish_reason"), data.get("id")
             )
 
         return await self._retrying(request, attempt)
@@ -92,22 +88,35 @@ class OpenAIProvider(SDKProvider):
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        what = self._what(request)
 
-        async def attempt(client: Any) -> Completion:
+        async def attempt(http: LeanHTTP) -> Completion:
             parts: list[str] = []
             usage: Usage | None = None
-            finish = request_id = None
-            # `async with`: a stream stopped early (the timeout, a cancelled run) is closed.
-            async with await self._sdk_create(client, params) as chunks:
-                async for chunk in chunks:
-                    request_id = request_id or chunk.id
-                    if chunk.usage is not None:
-                        usage = _usage(chunk.usage.model_dump())
-                    for choice in chunk.choices or ():
-                        if choice.delta and choice.delta.content:
-                            parts.append(choice.delta.content)
-                            on_text(choice.delta.content)
-                        finish = choice.finish_reason or finish
+            finish: str | None = None
+            request_id: str | None = None
+
+            def on_event(name: str | None, data: str) -> bool:
+                nonlocal usage, finish, request_id
+                if data.startswith("[DONE]"):
+                    return True
+                chunk = event_json(data, what)
+                if chunk.get("error"):
+                    raise stream_error(self._conn, request.model, chunk)
+                try:
+                    request_id = request_id or chunk.get("id")
+                    usage = _usage(chunk.get("usage")) or usage
+                    for choice in chunk.get("choices") or ():
+                        content = (choice.get("delta") or {}).get("content")
+                        if content:
+                            parts.append(content)
+                            on_text(content)
+                        finish = choice.get("finish_reason") or finish
+                except (TypeError, AttributeError):
+                    raise RetryableError(f"{what}: malformed stream event") from None
+                return False
+
+            await http.post_stream("/chat/completions", params, request.model, on_event)
             self._check_stream_ended(request, finish)
             return self._completion(request, "".join(parts), usage, finish, request_id)
 

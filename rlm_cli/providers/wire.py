@@ -1,39 +1,36 @@
-"""The template both SDK providers fill in: make the client on first use, hold each call to the
-server's concurrency and --request-timeout, retry it, and build the Completion.
+"""The template both wire formats (OpenAI's chat completions, Anthropic's messages) fill in:
+post each call, hold it to the server's concurrency and --request-timeout, retry it, and build
+the Completion.
 
-Around it: `connection` (where and how to connect), `errors` (an SDK's exceptions and HTTP
-statuses as rlm errors) and `http` (the lean aiohttp path for non-streamed calls).
+Around it: `connection` (where and how to connect), `errors` (HTTP statuses and a stream's
+error events as rlm errors) and `http` (the aiohttp session every request goes through).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
-from rlm_cli.errors import RequestTimeout, RetryableError, RlmError
+from rlm_cli import __version__
+from rlm_cli.errors import ProviderError, RequestTimeout, RetryableError, RlmError
 from rlm_cli.providers.base import Completion, Message, ModelRequest, ServedWindow, Usage
 from rlm_cli.providers.connection import Connection
-from rlm_cli.providers.errors import SDKErrors, translate
 from rlm_cli.providers.http import LeanHTTP
 from rlm_cli.providers.retry import with_retries
 
 # Chat formats add a few tokens per message (role, separators): counted in offline estimates.
 TOKENS_PER_MESSAGE = 4
+# What both SDKs send with every request, streamed or not.
+JSON_HEADERS = {"Accept": "application/json", "Content-Type": "application/json"}
 
 
-class SDKClient(NamedTuple):
-    """An SDK's async client, and which of that SDK's exceptions mean what."""
-
-    client: Any
-    errors: SDKErrors
-
-
-class SDKProvider(ABC):
-    """What both SDK providers do alike: make the client on first use, retry each call, and
-    build the Completion. Subclasses say how to make the client and how to make one attempt,
-    and where the SDK sends requests when given no base URL."""
+class WireProvider(ABC):
+    """What both wire formats do alike: post to the endpoint with the format's headers, hold each
+    call to the server's concurrency and --request-timeout, retry it, and build the Completion.
+    Subclasses say which headers, how to build the request body, and how to read the reply."""
 
     cacheable: ClassVar[bool] = True
     needs_key: ClassVar[bool] = True
@@ -44,8 +41,7 @@ class SDKProvider(ABC):
     def __init__(self, conn: Connection) -> None:
         self.name = conn.name
         self._conn = conn.at_endpoint(self.default_base_url, self.base_url_env)
-        self._sdk_client: SDKClient | None = None
-        self._lean: LeanHTTP | None = None  # for non-streamed calls: sub-calls
+        self._lean: LeanHTTP | None = None  # made on the first request, in its event loop
         # The slots of `conn.concurrency`, made in the event loop that uses them (a provider may
         # serve several asyncio.run calls, and a semaphore belongs to one loop).
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
@@ -64,43 +60,17 @@ class SDKProvider(ABC):
         }
 
     @abstractmethod
-    def _make_client(self) -> SDKClient:
-        """Import the SDK (lazily: it costs about a second) and build its async client from
-        `_client_options()`, with the SDK's own retries off: ours are bounded, visible as
-        events and honour Retry-After."""
+    def _auth_headers(self) -> dict[str, str]:
+        """The headers this format's SDK sends with every request beyond the content type:
+        auth, version (tests/test_providers_http.py compares them with the SDK's own)."""
 
-    @abstractmethod
-    def _sdk_create(self, client: Any, params: dict[str, Any]) -> Awaitable[Any]:
-        """The SDK's own request for `params` (the request body): what streamed calls send,
-        and what the lean path's non-streamed calls must match (tests/test_providers_http.py)."""
-
-    def _client_options(self) -> dict[str, Any]:
-        return {
-            "api_key": self._conn.api_key or "not-needed",
-            "base_url": self._conn.base_url,
-            "max_retries": 0,
-            "timeout": self._conn.timeout_s,
-        }
-
-    async def _post_json(
-        self, client: Any, path: str, params: dict[str, Any], model: str
-    ) -> dict[str, Any]:
-        """POST one non-streamed request on the lean path (rlm_cli.providers.http), to the SDK
-        client's endpoint with its headers, and return the reply's JSON."""
-        return await self._lean_for(client).post_json(path, params, model)
-
-    def _lean_for(self, client: Any) -> LeanHTTP:
-        """The lean session to the SDK client's endpoint, with its headers (made once)."""
+    def _http(self) -> LeanHTTP:
+        """The session to the endpoint, with the format's headers (made once per event loop's
+        use: `aclose` ends it)."""
         if self._lean is None:
-            self._lean = LeanHTTP.for_client(self._conn, client)
+            headers = {**JSON_HEADERS, "User-Agent": f"rlm/{__version__}", **self._auth_headers()}
+            self._lean = LeanHTTP(self._conn, self._conn.base_url or "", headers)
         return self._lean
-
-    def _lean_session(self) -> LeanHTTP:
-        """The lean session, the SDK client made first if need be (it knows the endpoint and
-        the headers). For requests that are no model call: asking the server what it serves."""
-        if self._sdk_client is None:
-            self._sdk_client = self._make_client()
-        return self._lean_for(self._sdk_client.client)
 
     async def served_window(self, model: str) -> ServedWindow | None:
         """What the server says about `model`'s window (rlm_cli.providers.base.WindowReporter):
@@ -112,28 +82,21 @@ class SDKProvider(ABC):
         if self._lean is not None:
             lean, self._lean = self._lean, None
             await lean.close()
-        if self._sdk_client is not None:
-            client, self._sdk_client = self._sdk_client.client, None
-            await client.close()
 
     async def _retrying(
-        self, request: ModelRequest, attempt: Callable[[Any], Awaitable[Completion]]
+        self, request: ModelRequest, attempt: Callable[[LeanHTTP], Awaitable[Completion]]
     ) -> Completion:
-        if self._sdk_client is None:
-            self._sdk_client = self._make_client()
-        client, errors = self._sdk_client
-
         conn = self._conn
+        http = self._http()
 
         async def once() -> Completion:
             # A slot first (a server that takes one request at a time gets one), then the
             # timeout, so time spent queueing for the slot is not counted against the request.
             async with self._slot():
                 try:
-                    # --request-timeout bounds the whole request, a streamed reply included: the
-                    # SDKs' own timeout is only the longest gap between two chunks.
+                    # --request-timeout bounds the whole request, a streamed reply included.
                     async with asyncio.timeout(conn.timeout_s):
-                        return await attempt(client)
+                        return await attempt(http)
                 except RlmError:
                     raise
                 except TimeoutError:
@@ -141,8 +104,10 @@ class SDKProvider(ABC):
                         f"{conn.where}: the request timed out after {conn.timeout_s:g} s "
                         "(--request-timeout)"
                     ) from None
-                except Exception as exc:
-                    raise translate(errors, exc, conn, request.model) from exc
+                except Exception as exc:  # a reply our reading of it did not foresee
+                    raise ProviderError(
+                        f"{conn.where}: {type(exc).__name__}: {conn.scrub(str(exc))[:300]}"
+                    ) from exc
 
         return await with_retries(
             once,
@@ -212,3 +177,15 @@ def estimate_usage(messages: tuple[Message, ...], reply: str) -> Usage:
 
     sent = sum(count_tokens(m.content) + TOKENS_PER_MESSAGE for m in messages)
     return Usage(input_tokens=sent, output_tokens=count_tokens(reply), estimated=True)
+
+
+def event_json(data: str, what: str) -> dict[str, Any]:
+    """A streamed event's data as the JSON object it must be; anything else is a garbled
+    stream, worth another attempt."""
+    try:
+        event = json.loads(data)
+    except ValueError:
+        event = None
+    if not isinstance(event, dict):
+        raise RetryableError(f"{what}: malformed stream event: {data[:100]!r}")
+    return event
