@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from rlm_cli.bench.texts import WORDS, mixed_block
-from rlm_cli.inputs import resolve
+from rlm_cli.inputs.resolve import resolve
 from rlm_cli.sandbox.host import QueryRequest, Sandbox
 
 MB = 1_000_000
@@ -146,7 +146,8 @@ def timed_estimate(path: Path) -> dict[str, float]:
     code = (
         "import json, sys, time\n"
         "t0 = time.perf_counter()\n"
-        "from rlm_cli.inputs import resolve, InputOptions\n"
+        "from rlm_cli.inputs import InputOptions\n"
+        "from rlm_cli.inputs.resolve import resolve\n"
         "from rlm_cli.inputs import archives, tokens\n"
         "inputs = resolve([sys.argv[1]], None, InputOptions(count_tokens=False))\n"
         "t1 = time.perf_counter()\n"

@@ -23,8 +23,9 @@ from rlm_cli.engine.result import RunResult
 from rlm_cli.engine.run import Run, Tree
 from rlm_cli.errors import RlmError, UsageError
 from rlm_cli.events import AnyEvent, EventBus, EventHandler, SubscriberErrorHandler
-from rlm_cli.inputs import InputOptions, Inputs, from_value, resolve
+from rlm_cli.inputs import InputOptions, Inputs, from_value
 from rlm_cli.inputs.report import one_line
+from rlm_cli.inputs.resolve import resolve
 from rlm_cli.providers import Provider, make_providers
 from rlm_cli.trace.writer import TraceWriter
 
@@ -54,6 +55,7 @@ def prepare(
     settings: Settings,
     *,
     warn: Callable[[str], None] | None = None,
+    count_tokens: bool = True,
 ) -> PreparedRun:
     """Resolve `paths` (or `stdin`) for a run of `question` with `settings`, and estimate its
     cost. Makes no provider, so needs no API key. When this fails, the trace (if the settings
@@ -61,7 +63,7 @@ def prepare(
     inputs = None
     try:
         require_question(question)
-        inputs = resolve_inputs(paths, stdin, settings, warn=warn)
+        inputs = resolve_inputs(paths, stdin, settings, warn=warn, count_tokens=count_tokens)
         return prepared(question, inputs, settings)
     except RlmError as error:
         record_failure(settings.trace, question, settings.public(), inputs, error)
@@ -82,17 +84,31 @@ def resolve_inputs(
     settings: Settings,
     *,
     warn: Callable[[str], None] | None = None,
+    count_tokens: bool = True,
 ) -> Inputs:
     """`paths` (or `stdin`) as a run with `settings` would load them, and nothing more: no
-    trace, no estimate (`rlm inspect` shows what a run would read without being one)."""
+    trace, no estimate (`rlm inspect` shows what a run would read without being one).
+
+    `count_tokens=False` leaves the tokens at characters / 4 (`tokens_method` "approximate"):
+    loading the tokenizer takes about 0.4 s, which a run that is about to send its first
+    request should not wait for when nothing needs the exact figure (`tokens_needed`)."""
     options = InputOptions(
         include=settings.include,
         exclude=settings.exclude,
         max_file_bytes=settings.max_file_size,
         max_memory_share=settings.max_memory_share,
         warn=warn,
+        count_tokens=count_tokens,
     )
     return resolve(paths, stdin, options)
+
+
+def tokens_needed(settings: Settings, *, dry_run: bool = False) -> bool:
+    """Whether a run must count its input's tokens before it starts: to show the estimate of a
+    dry run, or to choose the direct path by --direct-below, where characters / 4 could put an
+    input on the wrong side of the line. Anything else needs only a figure for the root's
+    first message ("about N tokens"), which characters / 4 gives."""
+    return dry_run or settings.direct_below is not None
 
 
 def prepared(question: str, inputs: Inputs, settings: Settings) -> PreparedRun:

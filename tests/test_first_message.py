@@ -11,7 +11,8 @@ import pytest
 from test_inputs_worker import load
 
 from rlm_cli.engine.prompts import RunFacts, first_message
-from rlm_cli.inputs import InputOptions, resolve
+from rlm_cli.inputs import InputOptions
+from rlm_cli.inputs.resolve import resolve
 
 FACTS = RunFacts(
     114_688,

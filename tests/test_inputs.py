@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from rlm_cli.errors import UsageError
-from rlm_cli.inputs import STDIN_NAME, InputOptions, Inputs, from_value, resolve
+from rlm_cli.inputs import STDIN_NAME, InputOptions, Inputs, from_value
+from rlm_cli.inputs.resolve import resolve
 
 
 @pytest.fixture(autouse=True)

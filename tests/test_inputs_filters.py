@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from rlm_cli.inputs import InputOptions, Inputs, resolve
+from rlm_cli.inputs import InputOptions, Inputs
 from rlm_cli.inputs.ignore import Filters, IgnoreRules
+from rlm_cli.inputs.resolve import resolve
 
 TREE = {
     ".gitignore": b"build/\n*.log\n",

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from rlm_cli.bench.texts import mixed_block
-from rlm_cli.inputs import InputOptions, resolve
+from rlm_cli.inputs import InputOptions
 from rlm_cli.inputs import tokens as token_module
+from rlm_cli.inputs.resolve import resolve
 
 
 def mixed_text(size: int, seed: int = 7) -> str:

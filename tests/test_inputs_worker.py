@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from rlm_cli.engine.prompts import RunFacts, first_message
-from rlm_cli.inputs import Inputs, resolve
+from rlm_cli.inputs import Inputs
+from rlm_cli.inputs.resolve import resolve
 from rlm_cli.sandbox.host import QueryRequest, Sandbox, SandboxError
 
 

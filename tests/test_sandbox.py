@@ -17,6 +17,7 @@ from conftest import processes_with, wait_until
 
 from rlm_cli import inputs as rlm_inputs
 from rlm_cli.inputs import Inputs
+from rlm_cli.inputs.resolve import resolve
 from rlm_cli.sandbox.host import CellResult, QueryRequest, Sandbox
 from rlm_cli.sandbox.policy import PROCESSES, make_policy
 from rlm_cli.sandbox.process import PACKAGE_ROOT
@@ -481,7 +482,7 @@ def test_dict_context_from_several_files_keeps_order(tmp_path: Path) -> None:
     (docs / "a.md").write_text("A text")
     (tmp_path / "alpha.txt").write_text("alpha text")
     zeta, alpha = str(tmp_path / "zeta.txt"), str(tmp_path / "alpha.txt")
-    inputs = rlm_inputs.resolve([zeta, str(docs), alpha], None)
+    inputs = resolve([zeta, str(docs), alpha], None)
 
     async def body(sandbox: Sandbox) -> tuple[dict[str, Any], CellResult]:
         return sandbox.meta, await sandbox.execute("print(list(context.items()))", 10)
@@ -502,7 +503,7 @@ def test_context_from_a_file_with_a_bom_decodes(tmp_path: Path, encoding: str, b
     text = "héllo wörld ✓\nsecond line\n"
     path = tmp_path / "bom.txt"
     path.write_bytes(bom + text.encode(encoding))
-    inputs = rlm_inputs.resolve([str(path)], None)
+    inputs = resolve([str(path)], None)
     assert inputs.shape == "single"
 
     async def body(sandbox: Sandbox) -> CellResult:

@@ -24,8 +24,9 @@ from rlm_cli.engine.redact import RULES, redact
 from rlm_cli.engine.router import Caller, SubcallRouter
 from rlm_cli.engine.usage import UsageLedger
 from rlm_cli.events import EventBus, RunFinished
-from rlm_cli.inputs import InputOptions, Inputs, resolve
+from rlm_cli.inputs import InputOptions, Inputs
 from rlm_cli.inputs.model import REASONS
+from rlm_cli.inputs.resolve import resolve
 from rlm_cli.inputs.secret_files import secret_kind
 from rlm_cli.providers.base import Completion, ModelRequest
 from rlm_cli.providers.catalog import Catalog

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rlm_cli.cli.common import errors_exit
-from rlm_cli.engine.cache import CacheStats, ReplyCache
 from rlm_cli.format import format_bytes
+
+if TYPE_CHECKING:
+    from rlm_cli.engine.cache import CacheStats
 
 cache_app = typer.Typer(
     name="cache",
@@ -40,6 +42,8 @@ def stats(
     ] = False,
 ) -> None:
     """How many replies are cached, the space they take, and what they first cost."""
+    from rlm_cli.engine.cache import ReplyCache
+
     with errors_exit():
         info = ReplyCache(path).stats()
     if json_output:
@@ -52,6 +56,8 @@ def stats(
 @cache_app.command()
 def clear(path: PathOption = None) -> None:
     """Remove every cached reply and give the space back."""
+    from rlm_cli.engine.cache import ReplyCache
+
     with errors_exit():
         cache = ReplyCache(path)
         removed = cache.clear()

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from rlm_cli.cli.common import PricesOption
 from rlm_cli.providers.catalog import Catalog, providers
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def models(
@@ -18,7 +20,7 @@ def models(
 ) -> None:
     """List the known models: context window, max output, and prices per million tokens."""
     catalog = Catalog(prices)
-    table = Table(
+    table = _table(
         "model",
         "window",
         "max output",
@@ -45,13 +47,13 @@ def models(
             money(price.cache_write if price else None),
             money(price.output if price else None),
         )
-    _console().print(table)
+    _print(table)
     typer.echo("Models not listed work too; their cost is reported as unknown (null).")
 
 
 def providers_command() -> None:
     """List the providers and presets, their endpoints, and whether their API key is set."""
-    table = Table("provider", "kind", "endpoint", "key variable", "key")
+    table = _table("provider", "kind", "endpoint", "key variable", "key")
     for info in providers().values():
         if info.kind == "scripted" or info.key_env is None:
             status = "not needed"
@@ -60,9 +62,17 @@ def providers_command() -> None:
                 "set" if os.environ.get(info.key_env) else ("optional" if info.local else "missing")
             )
         table.add_row(info.name, info.kind, info.base_url or "default", info.key_env or "-", status)
-    _console().print(table)
+    _print(table)
 
 
-def _console() -> Console:
+def _table(*columns: str) -> Table:
+    from rich.table import Table  # here: rich's tables cost `rlm --help` nothing
+
+    return Table(*columns)
+
+
+def _print(table: Table) -> None:
+    from rich.console import Console
+
     # Piped into a file or another program, tables keep whole cells rather than fit 80 columns.
-    return Console() if sys.stdout.isatty() else Console(width=200)
+    (Console() if sys.stdout.isatty() else Console(width=200)).print(table)

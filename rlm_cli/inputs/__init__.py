@@ -9,6 +9,9 @@ compressed files, the memory budget), `walk` (directories), `members` (archive m
 `rejections` (why a file cannot load, in users' words), `sniff` (encodings, binaries, formats),
 `scan` (streaming passes), `archives` (compressed streams, archive listings), `memory` (the
 machine's memory), `tokens` (estimates), `report` (summaries for people).
+
+The package itself stays light, since the command line's flags read its model: take `resolve`
+from `rlm_cli.inputs.resolve`, which brings the filters (pathspec) with it.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ from rlm_cli.inputs.model import (
     Source,
     estimate_tokens,
 )
-from rlm_cli.inputs.resolve import resolve
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -49,7 +51,6 @@ __all__ = [
     "format_bytes",
     "from_value",
     "memory_bytes",
-    "resolve",
 ]
 
 

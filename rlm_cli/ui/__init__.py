@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
-from rlm_cli.events import AnyEvent
+if TYPE_CHECKING:
+    from rlm_cli.events import AnyEvent
 
 
 class ViewName(enum.StrEnum):
