@@ -9,6 +9,7 @@ Measures, each as the median of interleaved rounds on this machine:
 - `rlm --help`, and `python -c pass` (the interpreter's own start);
 - per-iteration overhead: (a 21-iteration run − a 1-iteration run) / 20, whole processes
   against a loopback server answering at once;
+- a 3-iteration run, whole process, against a bare client posting 3 requests in one process;
 - one root request with 400 messages of history, through rlm's provider and as a plain aiohttp
   post of the same body.
 
@@ -36,14 +37,16 @@ from rlm_cli.bench.fake_llm import FakeLLM
 
 RLM = [sys.executable, "-m", "rlm_cli"]
 
+# Posts argv[3] requests (default 1) one after another, as a loop of that many turns would.
 BARE_CLIENT = """
 import asyncio, sys, aiohttp
 async def main():
     async with aiohttp.ClientSession() as session:
         body = {"model": "r", "messages": [{"role": "user", "content": open(sys.argv[2]).read()}]}
-        async with session.post(sys.argv[1] + "/v1/chat/completions", json=body,
-                                headers={"authorization": "Bearer test-key"}) as response:
-            await response.read()
+        for _ in range(int(sys.argv[3]) if len(sys.argv) > 3 else 1):
+            async with session.post(sys.argv[1] + "/v1/chat/completions", json=body,
+                                    headers={"authorization": "Bearer test-key"}) as response:
+                await response.read()
 asyncio.run(main())
 """
 
@@ -169,6 +172,10 @@ def main() -> None:
                 ),
                 "rlm --help": lambda: whole([*RLM, "--help"]),
                 "run of 1 iteration (loopback server)": lambda: looping(loop[-1:]),
+                "run of 3 iterations (loopback server)": lambda: looping(loop[-3:]),
+                "bare aiohttp client, 3 requests, whole process": lambda: whole(
+                    [sys.executable, "-c", BARE_CLIENT, server.url, str(text), "3"]
+                ),
                 "run of 21 iterations (loopback server)": lambda: looping(loop),
             },
         )
@@ -184,6 +191,9 @@ def main() -> None:
     ) / 20
     print(f"{'launch to first request ÷ bare client':48} {first / bare:8.2f} x (target ≤ 1.5)")
     print(f"{'per-iteration overhead':48} {per_iteration * 1000:8.1f} ms (target ≤ 5)")
+    three = results["run of 3 iterations (loopback server)"]
+    bare_three = results["bare aiohttp client, 3 requests, whole process"]
+    print(f"{'3-iteration run ÷ bare client, whole process':48} {three / bare_three:8.2f} x")
     print(f"{'400-message root request, rlm provider':48} {mine * 1000:8.1f} ms")
     print(f"{'400-message root request, plain aiohttp post':48} {plain * 1000:8.1f} ms")
     print(f"{'400-message request ÷ plain post':48} {mine / plain:8.2f} x (target ≤ 2)")

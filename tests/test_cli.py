@@ -203,21 +203,6 @@ def test_worker_crash_restarts_and_the_model_is_told(
     assert "variable you defined is lost" in cells[1]["output"]
 
 
-@pytest.mark.slow
-def test_help_teaches_and_imports_no_vendor_sdk() -> None:
-    code = (
-        "import sys\n"
-        "sys.argv = ['rlm', 'ask', '--help']\n"
-        "from rlm_cli.cli import main\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "bad = [m for m in ('openai', 'anthropic', 'tiktoken', 'httpx') if m in sys.modules]\n"
-        "print('IMPORTED', bad, file=sys.stderr)\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert "IMPORTED []" in proc.stderr
-    assert "Exit codes" in proc.stdout and "--max-iterations" in proc.stdout
-
-
 def start_until_cells(script: str, trace: Path, cells: int) -> subprocess.Popen[bytes]:
     """Start `rlm ask` in the background; return once the trace shows `cells` cells started."""
     proc = start_scripted(

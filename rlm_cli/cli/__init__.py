@@ -3,7 +3,10 @@ and maps errors to exit codes; the work happens in rlm_cli.api and below."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import contextlib
+import os
+import sys
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -11,6 +14,7 @@ from rlm_cli import __version__
 from rlm_cli.cli.ask import EPILOG, ask
 from rlm_cli.cli.cache import cache_app
 from rlm_cli.cli.catalog import models, providers_command
+from rlm_cli.cli.common import PLAIN_HELP
 from rlm_cli.cli.doctor import doctor
 from rlm_cli.cli.inspect import inspect_command
 from rlm_cli.cli.trace import trace_app
@@ -25,6 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=PLAIN_HELP,
 )
 app.command(no_args_is_help=True, epilog=EPILOG)(ask)
 app.command()(models)
@@ -54,4 +59,28 @@ def _root(
 
 
 def main() -> None:
-    app()
+    """The `rlm` program. Once the command is done (its answer and trace written and closed, its
+    worker gone), the process leaves at once: the interpreter's own exit would spend up to half
+    a second collecting every object the run made, which the system frees anyway."""
+    try:
+        app()
+        code: object = 0
+    except SystemExit as done:
+        code = done.code
+    leave(code)
+
+
+def leave(code: object) -> NoReturn:
+    """Flush what is written and end the process with `code` (SystemExit's meaning: None is 0,
+    a number is the status, anything else is printed as the error and is 1)."""
+    if code is None:
+        code = 0
+    if not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        # A reader that has gone (`rlm ask ... | head -1`) takes nothing more: the status is
+        # still the command's.
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)

@@ -260,8 +260,7 @@ def _view_failed(error: BaseException, debug: bool) -> None:
 
 
 def _print_json(data: dict[str, Any]) -> None:
-    sys.stdout.write(json_safe(json.dumps(data, ensure_ascii=False)) + "\n")
-    sys.stdout.flush()
+    _to_stdout(json_safe(json.dumps(data, ensure_ascii=False)) + "\n")
 
 
 def _print_answer(answer: str) -> None:
@@ -269,5 +268,14 @@ def _print_answer(answer: str) -> None:
     terminal it is made safe first, because the model wrote it after reading hostile inputs."""
     if sys.stdout.isatty():
         answer = terminal_safe(answer)
-    sys.stdout.write(answer if answer.endswith("\n") else answer + "\n")
-    sys.stdout.flush()
+    _to_stdout(answer if answer.endswith("\n") else answer + "\n")
+
+
+def _to_stdout(text: str) -> None:
+    """Write `text` to stdout. A reader that stopped reading (`rlm ask ... | head -1`) took what
+    it wanted: the rest goes nowhere, and the status stays the run's."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stdout from here on, never closed

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from rlm_cli.cli.common import errors_exit
+from rlm_cli.cli.common import PLAIN_HELP, errors_exit
 from rlm_cli.format import format_bytes
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ cache_app = typer.Typer(
         "$XDG_CACHE_HOME/rlm/replies.sqlite3 or ~/.cache/rlm/replies.sqlite3)."
     ),
     no_args_is_help=True,
+    rich_markup_mode=PLAIN_HELP,
 )
 
 PathOption = Annotated[

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import platform
@@ -23,6 +22,8 @@ def doctor(
     Exit 0 when every layer is active; 3 when some is unavailable (then `rlm ask` refuses to
     run unless given --allow-weaker-sandbox).
     """
+    import asyncio
+
     from rlm_cli.sandbox.host import probe
 
     with errors_exit():

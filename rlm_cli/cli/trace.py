@@ -9,13 +9,14 @@ from typing import Annotated
 
 import typer
 
-from rlm_cli.cli.common import errors_exit
+from rlm_cli.cli.common import PLAIN_HELP, errors_exit
 from rlm_cli.errors import UsageError
 
 trace_app = typer.Typer(
     name="trace",
     help="Show or export a trace written by `rlm ask --trace FILE`.",
     no_args_is_help=True,
+    rich_markup_mode=PLAIN_HELP,
 )
 
 
