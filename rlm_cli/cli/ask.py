@@ -13,11 +13,13 @@ from rlm_cli.errors import EXIT_CODES
 from rlm_cli.providers.catalog import preset_names
 from rlm_cli.ui import ViewName
 
+# "\b" keeps click from re-wrapping the paragraph after it: each example stays one line, to
+# copy as it is.
 EPILOG = (
-    "Examples:\n\n"
-    '  rlm ask server.log "Which service logged the most errors?"\n\n'
-    '  cat big.log | rlm ask "When did the outage start?"\n\n'
-    '  rlm ask src/ README.md "Where is the retry policy configured?" --json\n\n'
+    "Examples:\n\n\b\n"
+    '  rlm ask server.log "Which service logged the most errors?"\n'
+    '  cat big.log | rlm ask "When did the outage start?"\n'
+    '  rlm ask src/ README.md "Where is the retry policy configured?" --json\n'
     '  rlm ask --provider scripted --script samples/find_code.yaml samples/haystack.log "What is the code?"\n\n'
     "Exit codes: " + " · ".join(f"{code} {what}" for code, what in EXIT_CODES.items())
 )
