@@ -244,7 +244,6 @@ class RLM:
                 bus.subscribe(on_event)
             cache = self._cache()
             tree = Tree(self.settings, self._root, self._worker, bus, cache)
-            await tree.learn_capacity()
             result = await Run(
                 question,
                 run.inputs,

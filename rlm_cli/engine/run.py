@@ -7,6 +7,7 @@ one budget and one event bus (`Tree`), and each run counts the calls it made its
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from dataclasses import dataclass
@@ -99,7 +100,8 @@ class Tree:
         self.children: dict[int, asyncio.Semaphore] = {}
 
     async def learn_capacity(self) -> None:
-        """Settle the worker model's window (the server may say) before any run starts."""
+        """Settle the worker model's window (the server may say): the top run does, before its
+        first request and before any child starts."""
         await capacity.learn(self.catalog, self.worker, self.settings)
 
     def fail(self, error: RlmError) -> None:
@@ -190,8 +192,12 @@ class Run:
         final, error = None, None
         try:
             if direct.applies(self.settings, self.inputs, self.depth):
+                await self._learn_capacity()
                 status, final = await self._direct()
             else:
+                # The worker boots (its own interpreter, on another core) while the worker
+                # model's server is asked its window: neither waits for the other.
+                await asyncio.gather(self.sandbox.spawn(), self._learn_capacity())
                 meta = await self.sandbox.start()
                 layers = self.sandbox.layers
                 self._started(meta, {"mode": self.sandbox.policy.mode, "layers": layers})
@@ -213,6 +219,16 @@ class Run:
         finally:
             await self.sandbox.close()
         return self._finish(status, final, started, error)
+
+    async def _learn_capacity(self) -> None:
+        """At the top of the tree, settle the worker model's window (Tree.learn_capacity) and
+        the sub-call size it gives, which the prompt and the worker are told."""
+        if self.depth != 0:
+            return  # settled by the top run, before any child starts
+        await self.tree.learn_capacity()
+        chars = self.tree.catalog.facts(self.settings.worker_model).prompt_chars
+        self.facts = dataclasses.replace(self.facts, subcall_chars=chars)
+        self.sandbox.subcall_chars = chars
 
     def _started(self, meta: dict[str, Any], sandbox: dict[str, Any]) -> None:
         """Emit this run's run_started: its context's metadata and the sandbox it has."""

@@ -13,11 +13,13 @@ import os
 import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-
-import pathspec
+from typing import TYPE_CHECKING
 
 from rlm_cli.errors import UsageError
 from rlm_cli.inputs.secret_files import names_secrets, secret_kind
+
+if TYPE_CHECKING:
+    from pathspec import GitIgnoreSpec
 
 IGNORE_FILES = (".gitignore", ".rlmignore")
 VCS_NAMES = frozenset({".git", ".hg", ".svn", ".bzr", ".jj", "CVS", "_darcs"})
@@ -27,7 +29,7 @@ IGNORE_FILE_LIMIT = 1 << 20  # larger "ignore files" are not ignore files
 @dataclass
 class _Spec:
     label: str  # the ignore file, as shown in a skip's detail
-    spec: pathspec.GitIgnoreSpec
+    spec: GitIgnoreSpec
 
 
 @dataclass
@@ -40,13 +42,13 @@ class IgnoreRules:
     _outer: list[tuple[str, _Spec]] = field(default_factory=list)
 
     def add(self, directory: str, label: str, lines: Iterable[str]) -> None:
-        spec = pathspec.GitIgnoreSpec.from_lines(list(lines))
+        spec = _gitignore(lines)
         self._by_dir.setdefault(directory, []).append(_Spec(label, spec))
 
     def add_outer(
         self, prefix: str, label: str, lines: Iterable[str], *, first: bool = False
     ) -> None:
-        spec = _Spec(label, pathspec.GitIgnoreSpec.from_lines(list(lines)))
+        spec = _Spec(label, _gitignore(lines))
         if first:
             self._outer.insert(0, (prefix, spec))
         else:
@@ -225,12 +227,20 @@ class Filters:
         return "matches no --include"
 
 
-def _compile(flag: str, patterns: list[str]) -> pathspec.GitIgnoreSpec | None:
+def _compile(flag: str, patterns: list[str]) -> GitIgnoreSpec | None:
     if not patterns:
         return None
     for pattern in patterns:
         try:
-            pathspec.GitIgnoreSpec.from_lines([pattern])
+            _gitignore([pattern])
         except (ValueError, TypeError) as exc:
             raise UsageError(f"{flag} {pattern!r}: not a valid glob ({exc})") from None
-    return pathspec.GitIgnoreSpec.from_lines(patterns)
+    return _gitignore(patterns)
+
+
+def _gitignore(lines: Iterable[str]) -> GitIgnoreSpec:
+    # pathspec loads on the first pattern: a run over files named one by one, with no ignore
+    # file and no --include/--exclude, never pays its ~15 ms.
+    import pathspec
+
+    return pathspec.GitIgnoreSpec.from_lines(list(lines))

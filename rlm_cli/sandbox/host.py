@@ -117,7 +117,8 @@ class Sandbox:
     ) -> None:
         self._inputs = inputs
         self._output_limit = output_limit
-        self._subcall_chars = subcall_chars
+        # Sent to the worker at start: the run may settle it after the process is spawned.
+        self.subcall_chars = subcall_chars
         self._on_query = on_query
         self._workdir = tempfile.mkdtemp(prefix="rlm-sandbox-")
         self.policy = policy or make_policy(
@@ -150,17 +151,15 @@ class Sandbox:
 
         Raises SandboxUnavailable when a layer of the process sandbox is missing (unless the
         policy allows a weaker one), SandboxError when the worker cannot start or load."""
-        loop = asyncio.get_running_loop()
-        self._ready = loop.create_future()
-        hide_environment()
-        self._proc = await self._spawn()
+        await self.spawn()
+        assert self._proc is not None and self._ready is not None
         init: InitFrame = {
             "type": "init",
             # Source.wire() is SourceWire's shape; inputs/ sits below sandbox/ and cannot name it.
             "sources": cast(list[SourceWire], [source.wire() for source in self._inputs.sources]),
             "shape": self._inputs.shape,
             "output_limit": self._output_limit,
-            "subcall_chars": self._subcall_chars,
+            "subcall_chars": self.subcall_chars,
         }
         try:
             await self._send(init)
@@ -251,10 +250,17 @@ class Sandbox:
 
     # ----- the worker process -----
 
-    async def _spawn(self) -> WorkerProcess:
+    async def spawn(self) -> None:
+        """Launch the worker process, unless it runs already: it boots (an interpreter, its
+        namespaces) on its own while the host goes on, and waits for `start` to send it the
+        inputs. A run spawns it early so the boot overlaps the host's own start-up."""
+        if self._proc is not None:
+            return
+        self._ready = asyncio.get_running_loop().create_future()
+        hide_environment()
         proc, stdout = await launch(self._python, self.policy, self._workdir)
         proc.tasks.append(asyncio.create_task(self._read_frames(proc, stdout)))
-        return proc
+        self._proc = proc
 
     async def _stop_process(self) -> None:
         proc, self._proc = self._proc, None
