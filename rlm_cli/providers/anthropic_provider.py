@@ -8,8 +8,8 @@ from typing import Any
 from rlm_cli.errors import RetryableError
 from rlm_cli.providers.base import Completion, ModelRequest, TextCallback, Usage
 from rlm_cli.providers.errors import stream_error
-from rlm_cli.providers.http import LeanHTTP
-from rlm_cli.providers.wire import WireProvider, event_json
+from rlm_cli.providers.http import LeanHTTP, json_object
+from rlm_cli.providers.wire import WireProvider
 
 # Extended-thinking budgets for --reasoning-effort.
 THINKING_BUDGET = {"low": 2_048, "medium": 8_192, "high": 24_576}
@@ -88,7 +88,7 @@ class AnthropicProvider(WireProvider):
 
             def on_event(name: str | None, data: str) -> bool:
                 nonlocal usage, stop, request_id
-                event = event_json(data, what)
+                event = json_object(data, what, self._conn)
                 kind = event.get("type", name)
                 if kind == "error":
                     raise stream_error(self._conn, request.model, event)

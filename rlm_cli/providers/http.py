@@ -56,13 +56,7 @@ class LeanHTTP:
             async with self._post(path, params) as reply:
                 raw = await reply.read()
                 self._check_status(reply, raw, model)
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            raise RetryableError(f"{conn.where}: malformed reply: {conn.scrub(repr(raw[:100]))}")
-        return data
+        return json_object(raw, conn.where, conn)
 
     async def post_stream(
         self, path: str, params: dict[str, Any], model: str, on_event: EventHandler
@@ -139,6 +133,18 @@ class LeanHTTP:
 
     async def close(self) -> None:
         await self._session.close()
+
+
+def json_object(raw: bytes | str, what: str, conn: Connection) -> dict[str, Any]:
+    """`raw` as the JSON object a reply, or one streamed event, must be; anything else is a
+    garbled reply, worth another attempt."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise RetryableError(f"{what}: malformed reply: {conn.scrub(repr(raw[:100]))}")
+    return data
 
 
 class _TransportErrors:

@@ -10,8 +10,8 @@ from typing import Any
 from rlm_cli.errors import RetryableError
 from rlm_cli.providers.base import Completion, ModelRequest, ServedWindow, TextCallback, Usage
 from rlm_cli.providers.errors import stream_error
-from rlm_cli.providers.http import LeanHTTP
-from rlm_cli.providers.wire import WireProvider, event_json
+from rlm_cli.providers.http import LeanHTTP, json_object
+from rlm_cli.providers.wire import WireProvider
 
 # How long the server is given to say what window it serves, all its endpoints asked at once:
 # a run waits this long at most before its first request when a server says nothing.
@@ -100,7 +100,7 @@ class OpenAIProvider(WireProvider):
                 nonlocal usage, finish, request_id
                 if data.startswith("[DONE]"):
                     return True
-                chunk = event_json(data, what)
+                chunk = json_object(data, what, self._conn)
                 if chunk.get("error"):
                     raise stream_error(self._conn, request.model, chunk)
                 try:

@@ -9,7 +9,6 @@ error events as rlm errors) and `http` (the aiohttp session every request goes t
 from __future__ import annotations
 
 import asyncio
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
@@ -177,15 +176,3 @@ def estimate_usage(messages: tuple[Message, ...], reply: str) -> Usage:
 
     sent = sum(count_tokens(m.content) + TOKENS_PER_MESSAGE for m in messages)
     return Usage(input_tokens=sent, output_tokens=count_tokens(reply), estimated=True)
-
-
-def event_json(data: str, what: str) -> dict[str, Any]:
-    """A streamed event's data as the JSON object it must be; anything else is a garbled
-    stream, worth another attempt."""
-    try:
-        event = json.loads(data)
-    except ValueError:
-        event = None
-    if not isinstance(event, dict):
-        raise RetryableError(f"{what}: malformed stream event: {data[:100]!r}")
-    return event
