@@ -14,7 +14,7 @@ from rlm_cli import __version__
 from rlm_cli.cli.ask import EPILOG, ask
 from rlm_cli.cli.cache import cache_app
 from rlm_cli.cli.catalog import models, providers_command
-from rlm_cli.cli.common import PLAIN_HELP
+from rlm_cli.cli.common import PLAIN_HELP, SectionedCommand
 from rlm_cli.cli.doctor import doctor
 from rlm_cli.cli.inspect import inspect_command
 from rlm_cli.cli.trace import trace_app
@@ -31,10 +31,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=PLAIN_HELP,
 )
-app.command(no_args_is_help=True, epilog=EPILOG)(ask)
+app.command(no_args_is_help=True, epilog=EPILOG, cls=SectionedCommand)(ask)
 app.command()(models)
 app.command("providers")(providers_command)
-app.command("inspect")(inspect_command)
+app.command("inspect", cls=SectionedCommand)(inspect_command)
 app.command()(doctor)
 app.add_typer(trace_app)
 app.add_typer(cache_app)

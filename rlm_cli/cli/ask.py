@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from rlm_cli.cli.common import ConfigOption, setting_option
+from rlm_cli.cli.common import ConfigOption, section_of, setting_option
 from rlm_cli.config import FLAG_PARAMS, overrides_from_flags, setting_help
 from rlm_cli.errors import EXIT_CODES
 from rlm_cli.providers.catalog import preset_names
@@ -42,6 +42,7 @@ def ask(
         typer.Option(
             help=f"{setting_help('provider')} Known: {', '.join(preset_names())}.",
             show_default=False,
+            rich_help_panel=section_of("provider"),
         ),
     ] = None,
     model: Annotated[str | None, setting_option("model")] = None,

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
 import typer
+from typer import _click as click
+from typer.core import TyperCommand
 
-from rlm_cli.config import FLAGS, setting_help
+from rlm_cli.config import FLAGS, SPECS, setting_help
 from rlm_cli.errors import RlmError, UsageError
 from rlm_cli.ui.safe import terminal_safe
 
@@ -25,11 +27,45 @@ ConfigOption = Annotated[
 ]
 
 
+# The section of --help that options of no setting sit in.
+RUN_SECTION = "Running and output"
+
+
 def setting_option(name: str) -> Any:
     """The option of setting `name`: its flag, help and default, as the setting declares them
-    (rlm_cli.config), so no flag's help is written twice."""
+    (rlm_cli.config), so no flag's help is written twice, under its group's heading."""
     flag = FLAGS[name]
-    return typer.Option(flag, help=setting_help(name), show_default=False)
+    return typer.Option(
+        flag, help=setting_help(name), show_default=False, rich_help_panel=section_of(name)
+    )
+
+
+def section_of(name: str) -> str:
+    """The --help section of setting `name`: its group in the declaration, without the gloss
+    after a colon ("Limits: a run stops at..." is "Limits")."""
+    return SPECS[name].group.split(":")[0]
+
+
+class SectionedCommand(TyperCommand):
+    """A command whose --help lists its options in sections (each option's `rich_help_panel`,
+    which plain help would otherwise ignore), in the order the options are declared."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                section = "Arguments"
+            else:
+                section = getattr(param, "rich_help_panel", None) or RUN_SECTION
+            sections.setdefault(section, []).append(record)
+        if RUN_SECTION in sections:  # the options of the command itself, after the settings
+            sections[RUN_SECTION] = sections.pop(RUN_SECTION)
+        for section, records in sections.items():
+            with formatter.section(section):
+                formatter.write_dl(records)
 
 
 PricesOption = Annotated[str | None, setting_option("prices")]
