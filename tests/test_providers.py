@@ -252,16 +252,30 @@ def test_a_sub_call_too_big_for_the_worker_is_refused_before_sending(tmp_path: P
     assert not [r for r in fake.requests if r["body"]["model"] == "tiny"]
 
 
+def tsv(stdout: bytes) -> list[dict[str, str]]:
+    """Rows printed into a pipe: a header line, then tab-separated cells."""
+    header, *rows = stdout.decode().splitlines()
+    return [dict(zip(header.split("\t"), row.split("\t"), strict=True)) for row in rows]
+
+
 @pytest.mark.slow
 def test_models_and_providers_commands() -> None:
     proc = run_rlm("models")
     assert proc.returncode == 0
-    assert b"gpt-5-mini" in proc.stdout and b"claude-sonnet-4-5" in proc.stdout
+    rows = {row["model"]: row for row in tsv(proc.stdout)}
+    assert rows["gpt-5-mini"]["input_limit"] == "272000" and "claude-sonnet-4-5" in rows
+    as_json = {entry["model"]: entry for entry in json.loads(run_rlm("models", "--json").stdout)}
+    assert as_json["gpt-5-mini"]["input_usd"] == float(rows["gpt-5-mini"]["input_usd"])
     proc = run_rlm("providers", env={"OPENAI_API_KEY": "sk-visible-NOT"})
     assert proc.returncode == 0
-    assert b"ollama" in proc.stdout and b"http://localhost:11434/v1" in proc.stdout
+    rows = {row["provider"]: row for row in tsv(proc.stdout)}
+    assert rows["ollama"]["base_url"] == "http://localhost:11434/v1"
+    assert rows["openai"]["key_env"] == "OPENAI_API_KEY" and rows["openai"]["key"] == "set"
     assert b"sk-visible-NOT" not in proc.stdout
-    assert re.search(rb"OPENAI_API_KEY\s+\S+\s+set", proc.stdout)
+    proc = run_rlm("providers", "--json", env={"OPENAI_API_KEY": "sk-visible-NOT"})
+    assert b"sk-visible-NOT" not in proc.stdout
+    entries = {entry["provider"]: entry for entry in json.loads(proc.stdout)}
+    assert entries["openai"]["key"] == "set" and entries["ollama"]["local"] is True
 
 
 @pytest.mark.slow
