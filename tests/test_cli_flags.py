@@ -358,6 +358,16 @@ def test_dry_run_needs_no_key_and_calls_no_model(log: str) -> None:
     assert lines[-1] == "rlm: dry run: no model was called"
 
 
+def test_a_dry_run_with_json_prints_the_inputs_and_the_estimate_as_one_object(log: str) -> None:
+    result = invoke_rlm("ask", "--dry-run", "--json", log, "q?")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["dry_run"] is True and data["question"] == "q?"
+    assert data["inputs"]["files"] == 1 and data["inputs"]["tokens_method"] == "exact"
+    assert 0 < data["estimate"]["low_usd"] <= data["estimate"]["high_usd"]
+    assert data["summary"] in result.stderr  # the same line a person sees
+
+
 def test_dry_run_reads_piped_stdin(tmp_path: Path) -> None:
     result = invoke_rlm("ask", "--dry-run", "q?", stdin=b"piped text\n")
     assert result.exit_code == 0, result.output

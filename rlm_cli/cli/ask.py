@@ -104,7 +104,11 @@ def ask(
     ] = False,
     as_json: Annotated[
         bool,
-        typer.Option("--json", help="Print one JSON object with the answer, status and usage."),
+        typer.Option(
+            "--json",
+            help="Print one JSON object with the answer, status and usage (with --dry-run: "
+            "the inputs and the cost estimate).",
+        ),
     ] = False,
     view: Annotated[
         ViewName,

@@ -127,6 +127,18 @@ def program(
             if cost_warning:
                 warn(cost_warning)
             print("rlm: dry run: no model was called", file=sys.stderr)
+            if flags.as_json:
+                _print_json(
+                    {
+                        "dry_run": True,
+                        "question": question,
+                        "root_model": settings.root_model,
+                        "worker_model": settings.worker_model,
+                        "inputs": run.inputs.summary(),
+                        "estimate": run.estimate.to_json(),
+                        "summary": run.summary,
+                    }
+                )
             return 0
         try:
             rlm = RLM.from_settings(settings)  # looks up API keys: after the inputs are checked
