@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 
 import pytest
-from conftest import ask_scripted, read_trace, repl, start_scripted
+from conftest import ask_scripted, read_trace, repl, run_rlm, start_scripted
 
 # What a command that sends no request must not import: each costs start-up time.
 HEAVY = (
@@ -101,3 +101,22 @@ def test_a_reader_that_goes_away_does_not_change_the_status(
     proc.stdout.close()  # `rlm ask ... | head -c0`
     assert proc.wait(timeout=60) == 0
     assert b"Traceback" not in proc.stderr.read()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("shell", "env", "expected"),
+    [
+        ("bash", {"COMP_WORDS": "rlm ask --max-it", "COMP_CWORD": "2"}, "--max-iterations"),
+        ("zsh", {"_TYPER_COMPLETE_ARGS": "rlm tr"}, '"trace"'),
+        ("fish", {"_TYPER_COMPLETE_ARGS": "rlm ca", "_TYPER_COMPLETE_FISH_ACTION": "get-args"},
+         "cache\t"),
+    ],
+)  # fmt: skip
+def test_shell_completion_answers_for_rlm_however_it_is_started(
+    shell: str, env: dict[str, str], expected: str
+) -> None:
+    # `python -m rlm_cli` here: the program still calls itself rlm, so the variable is ours.
+    proc = run_rlm(env={"_RLM_COMPLETE": f"complete_{shell}", **env})
+    assert proc.returncode == 0, proc.stderr
+    assert expected in proc.stdout.decode()

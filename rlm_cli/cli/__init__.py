@@ -27,7 +27,7 @@ app = typer.Typer(
         "and calls a worker model on pieces (Recursive Language Models, arXiv 2512.24601)."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=PLAIN_HELP,
 )
@@ -63,7 +63,9 @@ def main() -> None:
     worker gone), the process leaves at once: the interpreter's own exit would spend up to half
     a second collecting every object the run made, which the system frees anyway."""
     try:
-        app()
+        # Named `rlm` however it was started (`python -m rlm_cli` too): in usage lines, and
+        # in the variable shell completion reads (_RLM_COMPLETE).
+        app(prog_name="rlm")
         code: object = 0
     except SystemExit as done:
         code = done.code
