@@ -157,6 +157,20 @@ def test_a_bad_flag_names_the_flag_the_value_the_setting_and_what_it_takes(
     assert message in str(caught.value)
 
 
+def test_an_unknown_key_names_the_file_the_key_and_the_closest_setting(tmp_path: Path) -> None:
+    path = write(tmp_path, "max-iteratons: 3\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, path)
+    assert str(caught.value) == (
+        f"{path}: unknown setting 'max-iteratons'; did you mean 'max_iterations'?"
+    )
+    path = write(tmp_path, "zzz: 1\n")
+    with pytest.raises(
+        ConfigError, match=r"unknown setting 'zzz'; configs/example\.yaml lists every setting"
+    ):
+        load_settings({}, path)
+
+
 def test_a_bad_value_in_a_config_file_names_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "max-iterations: 0\n")
     with pytest.raises(ConfigError) as caught:

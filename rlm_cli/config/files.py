@@ -3,6 +3,7 @@ the file), loading Settings from defaults < file < flags, and writing configs/ex
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -41,9 +42,13 @@ def read_config_file(path: Path) -> dict[str, Any]:
     for key, value in data.items():
         name = str(key).replace("-", "_")
         if name not in FIELD_NAMES:
-            raise ConfigError(
-                f"{path}: unknown setting {key!r}; see configs/example.yaml for the known ones"
+            close = difflib.get_close_matches(name, FIELD_NAMES, n=1)
+            hint = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else "configs/example.yaml lists every setting"
             )
+            raise ConfigError(f"{path}: unknown setting {key!r}; {hint}")
         if name in PATH_SETTINGS and isinstance(value, str) and not os.path.isabs(value):
             value = str(path.parent / value)  # a path in a config file is relative to the file
         values[name] = value
