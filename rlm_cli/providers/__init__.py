@@ -1,5 +1,5 @@
-"""Model providers. Vendor SDKs are imported lazily, inside the provider that needs them, and
-so are the provider modules: a kind's module is imported when a provider of that kind is made."""
+"""Model providers. The provider modules are imported lazily: a kind's module (and aiohttp under
+it) is imported when a provider of that kind is made. No vendor SDK is imported at run time."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ __all__ = [
 ProviderFactory = Callable[[Connection, Settings], Provider]
 
 
-def _sdk_kind(module: str, class_name: str) -> ProviderFactory:
-    """The factory of an SDK provider class, `class_name` in `module`, which takes a Connection:
+def _wire_kind(module: str, class_name: str) -> ProviderFactory:
+    """The factory of a wire-format provider class, `class_name` in `module`, which takes a Connection:
     the module is imported on the first provider made (`rlm --help` imports none of them)."""
 
     def make(conn: Connection, settings: Settings) -> Provider:
@@ -52,11 +52,11 @@ def _scripted(conn: Connection, settings: Settings) -> Provider:
     return ScriptedProvider.from_file(settings.script)
 
 
-# The kinds of provider, by the `kind` the catalog's presets name. A new SDK kind is one module
-# (a WireProvider subclass) and one line here.
+# The kinds of provider, by the `kind` the catalog's presets name. A new wire format is one
+# module (a WireProvider subclass) and one line here.
 KINDS: dict[str, ProviderFactory] = {
-    "openai": _sdk_kind("rlm_cli.providers.openai_provider", "OpenAIProvider"),
-    "anthropic": _sdk_kind("rlm_cli.providers.anthropic_provider", "AnthropicProvider"),
+    "openai": _wire_kind("rlm_cli.providers.openai_provider", "OpenAIProvider"),
+    "anthropic": _wire_kind("rlm_cli.providers.anthropic_provider", "AnthropicProvider"),
     "scripted": _scripted,
 }
 

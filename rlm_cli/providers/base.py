@@ -84,7 +84,7 @@ class Completion:
 
 
 class Provider(Protocol):
-    """An async model client. Implementations turn their SDK's errors into rlm_cli.errors."""
+    """An async model client. Implementations turn their server's errors into rlm_cli.errors."""
 
     name: str
     # Whether a reply may be stored and replayed: False for the scripted provider, whose replies

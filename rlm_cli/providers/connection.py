@@ -61,8 +61,8 @@ class Connection:
     def at_endpoint(self, default_url: str, env: str) -> Connection:
         """This connection with the endpoint it will really use: the base URL given, else the
         one in the SDK's own variable `env` (as the SDK would read it), else the SDK's default;
-        without a trailing slash. Resolved here, and handed to the SDK explicitly, so the URL in
-        messages and in the cache identity is the one requests go to."""
+        without a trailing slash. Resolved once, here, so the URL in messages and in the cache
+        identity is the one requests go to."""
         url = self.base_url or os.environ.get(env) or default_url
         return dataclasses.replace(self, base_url=url.rstrip("/"))
 
@@ -95,7 +95,7 @@ def resolve_key(name: str, key_env: str | None, local: bool) -> str | None:
 
 
 def proxy_for(url: str) -> str | None:
-    """The proxy the environment names for `url` (HTTP(S)_PROXY, NO_PROXY), as the SDK's client
+    """The proxy the environment names for `url` (HTTP(S)_PROXY, NO_PROXY), as an SDK's client
     would use: looked up once, where aiohttp's trust_env would read it on every request."""
     # Imported here: urllib.request costs ~50 ms, and `rlm --help` imports this module.
     import urllib.request
